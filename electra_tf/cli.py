@@ -1,0 +1,48 @@
+"""Flags shared by the top-level scripts: every config field, plus run settings."""
+
+import os
+
+from absl import flags
+
+from electra_tf import config as config_lib
+from electra_tf import distribution
+
+_DEFINE = {int: flags.DEFINE_integer, float: flags.DEFINE_float, str: flags.DEFINE_string,
+           bool: flags.DEFINE_boolean}
+
+
+def define_config_flags():
+    """Defines `--model_size`, `--hparams` and one flag per config field (unset = config value)."""
+    flags.DEFINE_string("model_size", "tiny", f"Config in configs/: one of {config_lib.available_sizes()}.")
+    flags.DEFINE_string("hparams", None, "JSON object (inline or a file path) overriding config fields.")
+    for name, kind in config_lib.field_types().items():
+        _DEFINE[kind](name, None, f"Override the config's {name}.")
+
+
+def define_run_flags():
+    flags.DEFINE_enum("strategy", "auto", distribution.STRATEGIES, "tf.distribute strategy.")
+    flags.DEFINE_string("tpu", None, "TPU name or grpc:// address (with --strategy=tpu or auto).")
+    flags.DEFINE_boolean("jit_compile", None, "Compile the train step with XLA (default: on for GPU/TPU, "
+                         "off on CPU, where it measured slower).")
+
+
+def load_config(flag_values):
+    """Config file, then `--hparams`, then individual flags (the most specific wins)."""
+    overrides = config_lib.parse_hparams(flag_values.hparams)
+    for name in config_lib.field_types():
+        value = flag_values[name].value
+        if value is not None:
+            overrides[name] = value
+    return config_lib.ElectraConfig.from_size(flag_values.model_size, overrides)
+
+
+def jit_compile(flag_values):
+    return distribution.default_jit_compile() if flag_values.jit_compile is None else flag_values.jit_compile
+
+
+def enable_onednn():
+    """oneDNN is off by default on AMD CPUs; on this project's CPUs it measured ~20% faster.
+
+    Must run before TensorFlow is imported.
+    """
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")

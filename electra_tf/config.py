@@ -1,0 +1,203 @@
+"""One configuration object for ELECTRA, loaded from `configs/<size>.json`.
+
+The JSON files are the single source of truth for hyper-parameters: the
+dataclass below declares names and types only, so a value lives in exactly one
+place. Overrides come from an `--hparams` JSON (string or file) and from flags,
+both using the authors' names.
+"""
+
+import dataclasses
+import json
+import os
+from typing import Any, Mapping, Optional
+
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+OBJECTIVES = ("electra", "mlm")
+
+
+@dataclasses.dataclass(frozen=True)
+class ElectraConfig:
+    """Model, objective and optimisation settings of one ELECTRA run.
+
+    Field names follow the authors' `configure_pretraining.py` and BERT's
+    `bert_config.json`, so their `--hparams` strings work unchanged.
+
+    Example:
+    ```python
+    config = ElectraConfig.from_size("small", {"train_batch_size": 32})
+    config.generator_hidden  # 64
+    ```
+    """
+
+    vocab_size: int
+    embedding_size: int
+    hidden_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    intermediate_size: int
+    hidden_act: str
+    dropout_prob: float
+    initializer_range: float
+    layer_norm_eps: float
+    max_position_embeddings: int
+    type_vocab_size: int
+    generator_hidden_size: float
+    generator_layers: float
+    objective: str
+    max_seq_length: int
+    mask_prob: float
+    temperature: float
+    gen_weight: float
+    disc_weight: float
+    disallow_correct: bool
+    learning_rate: float
+    lr_decay_power: float
+    num_warmup_steps: int
+    num_train_steps: int
+    weight_decay_rate: float
+    adam_beta_1: float
+    adam_beta_2: float
+    adam_epsilon: float
+    clip_norm: float
+    train_batch_size: int
+    eval_batch_size: int
+    num_eval_steps: int
+    save_checkpoints_steps: int
+    keep_checkpoint_max: int
+    steps_per_loop: int
+    do_lower_case: bool
+    seed: int
+
+    def __post_init__(self):
+        _check_types(self)
+        positive = (
+            "vocab_size", "embedding_size", "hidden_size", "num_hidden_layers",
+            "num_attention_heads", "intermediate_size", "max_position_embeddings",
+            "type_vocab_size", "max_seq_length", "num_train_steps", "train_batch_size",
+            "eval_batch_size", "save_checkpoints_steps", "keep_checkpoint_max",
+            "steps_per_loop", "learning_rate", "temperature",
+        )
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"config: {name} must be positive, got {getattr(self, name)!r}")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"config: objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        if not 0.0 < self.mask_prob < 1.0:
+            raise ValueError(f"config: mask_prob must be in (0, 1), got {self.mask_prob}")
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"config: hidden_size {self.hidden_size} is not divisible by "
+                f"num_attention_heads {self.num_attention_heads}")
+        if self.max_seq_length > self.max_position_embeddings:
+            raise ValueError(
+                f"config: max_seq_length {self.max_seq_length} exceeds "
+                f"max_position_embeddings {self.max_position_embeddings}")
+        if self.num_warmup_steps < 0 or self.num_eval_steps < 0:
+            raise ValueError("config: num_warmup_steps and num_eval_steps must be >= 0")
+
+    # Derived sizes, computed the authors' way rather than stored twice.
+    @property
+    def max_predictions_per_seq(self) -> int:
+        return int((self.mask_prob + 0.005) * self.max_seq_length)
+
+    @property
+    def generator_hidden(self) -> int:
+        return max(1, int(round(self.hidden_size * self.generator_hidden_size)))
+
+    @property
+    def generator_num_layers(self) -> int:
+        return max(1, int(round(self.num_hidden_layers * self.generator_layers)))
+
+    @property
+    def generator_heads(self) -> int:
+        return max(1, self.generator_hidden // 64)
+
+    @property
+    def generator_intermediate(self) -> int:
+        return 4 * self.generator_hidden
+
+    def replace(self, **overrides) -> "ElectraConfig":
+        """Returns a copy with `overrides` applied (validated like a load)."""
+        return ElectraConfig.from_dict({**self.to_dict(), **overrides})
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json_file(self, path: str) -> None:
+        with open(path, "w") as f:
+            json.dump(self.to_dict(), f, indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any], source: str = "config") -> "ElectraConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(f"{source}: unknown config key(s) {unknown}")
+        missing = sorted(names - set(values))
+        if missing:
+            raise ValueError(f"{source}: missing config key(s) {missing}")
+        return cls(**values)
+
+    @classmethod
+    def from_json_file(cls, path: str) -> "ElectraConfig":
+        return cls.from_dict(_read_json(path), source=path)
+
+    @classmethod
+    def from_size(cls, model_size: str, overrides: Optional[Mapping[str, Any]] = None) -> "ElectraConfig":
+        """Loads `configs/<model_size>.json`, then applies `overrides`."""
+        path = os.path.join(CONFIG_DIR, f"{model_size}.json")
+        if not os.path.exists(path):
+            raise ValueError(f"unknown model size {model_size!r}: choose one of {available_sizes()}")
+        values = _read_json(path)
+        values.update(overrides or {})
+        return cls.from_dict(values, source=f"{path} with overrides")
+
+
+def available_sizes():
+    return sorted(f[:-5] for f in os.listdir(CONFIG_DIR) if f.endswith(".json"))
+
+
+def parse_hparams(hparams: Optional[str]) -> dict:
+    """Reads `--hparams`: a JSON object given inline or as a path to a file."""
+    if not hparams:
+        return {}
+    text = hparams
+    if not hparams.lstrip().startswith("{"):
+        if not os.path.exists(hparams):
+            raise ValueError(f"--hparams: {hparams!r} is neither a JSON object nor an existing file")
+        with open(hparams) as f:
+            text = f.read()
+    try:
+        values = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--hparams: invalid JSON ({e})") from e
+    if not isinstance(values, dict):
+        raise ValueError("--hparams: expected a JSON object of name: value pairs")
+    return values
+
+
+def field_types() -> dict:
+    """Maps each config field name to its Python type, for defining flags."""
+    return {f.name: f.type for f in dataclasses.fields(ElectraConfig)}
+
+
+def _read_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: invalid JSON ({e})") from e
+
+
+def _check_types(config):
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        expected = f.type
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            object.__setattr__(config, f.name, float(value))
+            continue
+        if expected is int and isinstance(value, float) and value.is_integer():
+            object.__setattr__(config, f.name, int(value))
+            continue
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            raise ValueError(f"config: {f.name} must be {expected.__name__}, got {value!r}")

@@ -1,0 +1,124 @@
+"""BERT WordPiece tokenization in the TensorFlow graph, with tensorflow-text.
+
+tf-text's own BERT normaliser applies Unicode *case folding* (so 'ß' -> 'ss',
+'ς' -> 'σ', '…' -> '...'), whereas BERT and ELECTRA were trained with Python's
+`str.lower()`. We therefore normalise with plain TF string ops the way BERT's
+`BasicTokenizer` does (drop control characters, lower-case, NFD, strip accents)
+and hand the result to tf-text's `FastBertTokenizer` with its normaliser off.
+The graph contains only TF core and TF Text ops, so it also runs inside a
+SavedModel served by stock TF Serving.
+"""
+
+import os
+
+import tensorflow as tf
+import tensorflow_text as tf_text
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
+def load_vocab(vocab_file):
+    """Reads a WordPiece vocabulary (one token a line) and checks it.
+
+    Raises:
+      ValueError: naming the file, if it is missing, empty, holds duplicates or
+        lacks one of BERT's special tokens.
+    """
+    if not vocab_file or not os.path.isfile(vocab_file):
+        raise ValueError(f"vocab file not found: {vocab_file!r}")
+    try:
+        with open(vocab_file, encoding="utf-8") as f:
+            tokens = [line.rstrip("\r\n") for line in f]
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{vocab_file}: not a UTF-8 text file ({e})") from e
+    while tokens and not tokens[-1]:
+        tokens.pop()
+    if not tokens:
+        raise ValueError(f"{vocab_file}: vocabulary is empty")
+    seen = {}
+    for line_no, token in enumerate(tokens, 1):
+        if not token or token != token.strip():
+            raise ValueError(f"{vocab_file}:{line_no}: malformed vocab entry {token!r}")
+        if token in seen:
+            raise ValueError(f"{vocab_file}:{line_no}: duplicate token {token!r} (first on line {seen[token]})")
+        seen[token] = line_no
+    missing = [t for t in SPECIAL_TOKENS if t not in seen]
+    if missing:
+        raise ValueError(f"{vocab_file}: missing special token(s) {missing}")
+    return tokens
+
+
+def normalize(text, lower_case=True):
+    """BERT `BasicTokenizer` clean-up, lower-casing and accent stripping.
+
+    Args:
+      text: string tensor of any shape.
+      lower_case: lower-case and strip accents (BERT uncased), else only clean.
+    """
+    text = tf.strings.regex_replace(text, r"[\t\n\r]", " ")
+    # BERT drops NUL, U+FFFD (what undecodable bytes became) and control chars.
+    text = tf.strings.regex_replace(text, r"[\p{Cc}\p{Cf}\x{FFFD}]", "")
+    if lower_case:
+        text = tf.strings.lower(text, encoding="utf-8")
+        text = tf_text.normalize_utf8(text, "NFD")
+        text = tf.strings.regex_replace(text, r"\p{Mn}", "")
+    return text
+
+
+class WordPieceTokenizer(tf.Module):
+    """Text to BERT WordPiece ids, identical to BERT's uncased tokenizer.
+
+    Args:
+      vocab: list of tokens, or a path to a vocab file.
+      lower_case: BERT uncased behaviour (lower-case, strip accents).
+
+    Example:
+    ```python
+    tokenizer = WordPieceTokenizer("vocab.txt")
+    ids = tokenizer(tf.constant(["Hello world!"]))  # RaggedTensor of int32
+    ```
+    """
+
+    def __init__(self, vocab, lower_case=True, name="wordpiece_tokenizer"):
+        super().__init__(name=name)
+        self.vocab = load_vocab(vocab) if isinstance(vocab, str) else list(vocab)
+        self.lower_case = lower_case
+        self.token_to_id = {t: i for i, t in enumerate(self.vocab)}
+        self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = (
+            self.token_to_id[t] for t in SPECIAL_TOKENS)
+        self._tokenizer = tf_text.FastBertTokenizer(
+            self.vocab, token_out_type=tf.int32, unknown_token="[UNK]",
+            support_detokenization=True)
+
+    @property
+    def vocab_size(self):
+        return len(self.vocab)
+
+    def __call__(self, text):
+        """Tokenises a batch of strings into a RaggedTensor of ids [batch, (tokens)]."""
+        return self._tokenizer.tokenize(normalize(text, self.lower_case))
+
+    def tokens(self, ids):
+        return [self.vocab[i] for i in ids]
+
+
+def learn_vocab(text_files, vocab_size, output_file, lower_case=True):
+    """Learns a WordPiece vocabulary from text files with keras-hub.
+
+    The result starts with BERT's special tokens at their usual ids.
+    Pieces made only of whitespace-like characters (keras-hub can return
+    non-breaking spaces) are removed.
+
+    Returns:
+      The number of tokens written.
+    """
+    import keras_hub  # Imported here: only vocabulary learning needs it.
+
+    lines = tf.data.TextLineDataset(text_files).map(lambda x: normalize(x, lower_case))
+    pieces = keras_hub.tokenizers.compute_word_piece_vocabulary(
+        lines, vocabulary_size=vocab_size, lowercase=False, strip_accents=False,
+        reserved_tokens=list(SPECIAL_TOKENS))
+    vocab = [p for p in pieces if p.replace("##", "", 1).strip() and p == p.strip()]
+    with open(output_file, "w", encoding="utf-8") as f:
+        f.write("".join(token + "\n" for token in vocab))
+    return len(vocab)

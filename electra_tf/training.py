@@ -1,0 +1,149 @@
+"""A resumable training loop over a model's own `train_step`, under any strategy.
+
+Runs `steps_per_loop` steps inside one `tf.function` (the authors'
+`iterations_per_loop`: fewer host round trips, essential on TPUs), shows a
+progress bar, writes TensorBoard scalars and checkpoints through
+`tf.train.CheckpointManager`. A checkpoint holds the model, the optimizer
+(whose `iterations` is the step) and the input iterator's position, and the
+model's randomness is a function of the step, so re-running the same command
+continues where the last checkpoint left off.
+"""
+
+import os
+import time
+
+from absl import logging
+import keras
+import tensorflow as tf
+
+from electra_tf import distribution
+
+
+class Trainer:
+    """Trains a compiled Keras model that defines `train_step`/`test_step`.
+
+    Args:
+      model: a built Keras model with a built optimizer, created under `strategy.scope()`.
+      strategy: the `tf.distribute` strategy.
+      model_dir: checkpoints go here, TensorBoard logs under `train/` and `eval/`.
+      jit_compile: compile the per-replica step with XLA.
+      keep_checkpoint_max: checkpoints kept by the manager.
+
+    Example:
+    ```python
+    trainer = Trainer(model, strategy, "runs/tiny", jit_compile=False)
+    trainer.train(dataset_fn, num_steps=1000, steps_per_loop=50, checkpoint_every=200,
+                  tokens_per_step=32 * 128)
+    ```
+    """
+
+    def __init__(self, model, strategy, model_dir, jit_compile=False, keep_checkpoint_max=5):
+        self.model = model
+        self.strategy = strategy
+        self.model_dir = model_dir
+        self.jit_compile = jit_compile
+        self.keep_checkpoint_max = keep_checkpoint_max
+        self.chief = distribution.is_chief(strategy)
+
+    @property
+    def step(self):
+        return int(self.model.optimizer.iterations.numpy())
+
+    def _checkpoint_manager(self, iterator, checkpoint_every):
+        checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.model.optimizer, iterator=iterator)
+        directory = self.model_dir if self.chief else os.path.join(self.model_dir, "worker_tmp")
+        return tf.train.CheckpointManager(
+            checkpoint, directory, max_to_keep=self.keep_checkpoint_max,
+            step_counter=self.model.optimizer.iterations, checkpoint_interval=checkpoint_every)
+
+    def train(self, dataset_fn, num_steps, steps_per_loop, checkpoint_every, tokens_per_step,
+              on_loop_end=None):
+        """Trains until the optimizer has made `num_steps` steps, resuming if possible.
+
+        Args:
+          dataset_fn: `tf.distribute.InputContext -> tf.data.Dataset` of per-replica batches.
+          num_steps: the total step count to reach.
+          steps_per_loop: steps per `tf.function` call, and the logging interval.
+          checkpoint_every: checkpoint interval in steps.
+          tokens_per_step: global tokens per step, for throughput figures.
+          on_loop_end: optional callable(step, logs) after each loop.
+
+        Returns:
+          dict with the last logged metrics, `steps`, `tokens` and `wall_seconds`
+          (of this invocation) and `tokens_per_second`.
+        """
+        dataset = self.strategy.distribute_datasets_from_function(dataset_fn)
+        iterator = iter(dataset)
+        manager = self._checkpoint_manager(iterator, checkpoint_every)
+        if manager.latest_checkpoint:
+            manager.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+            logging.info("resumed from %s at step %d", manager.latest_checkpoint, self.step)
+        start_step = self.step
+        if start_step >= num_steps:
+            logging.info("already trained for %d steps; nothing to do", start_step)
+            return {"steps": start_step, "tokens": 0, "wall_seconds": 0.0, "tokens_per_second": 0.0}
+
+        step_fn = tf.function(self.model.train_step, jit_compile=self.jit_compile)
+
+        @tf.function
+        def train_loop(iterator, loop_steps):
+            for _ in tf.range(loop_steps):
+                self.strategy.run(step_fn, args=(next(iterator),))
+
+        writer = tf.summary.create_file_writer(os.path.join(self.model_dir, "train")) if self.chief \
+            else tf.summary.create_noop_writer()
+        progress = keras.utils.Progbar(num_steps, stateful_metrics=None, unit_name="step")
+        begin = time.time()
+        logs = {}
+        saved_step = start_step
+        while self.step < num_steps:
+            loop_steps = min(steps_per_loop, num_steps - self.step)
+            loop_start = time.time()
+            for metric in self.model.metrics:
+                metric.reset_state()
+            train_loop(iterator, tf.constant(loop_steps))
+            seconds = time.time() - loop_start
+            logs = {m.name: float(m.result()) for m in self.model.metrics}
+            logs["learning_rate"] = float(self.model.optimizer.learning_rate)
+            logs["tokens_per_second"] = loop_steps * tokens_per_step / seconds
+            with writer.as_default(step=self.step):
+                for name, value in logs.items():
+                    tf.summary.scalar(name, value)
+            progress.update(self.step, [(k, v) for k, v in logs.items() if k != "tokens_per_second"]
+                            + [("tok/s", logs["tokens_per_second"])])
+            if manager.save(checkpoint_number=self.step, check_interval=True):
+                saved_step = self.step
+            if on_loop_end:
+                on_loop_end(self.step, logs)
+        if saved_step != self.step:
+            manager.save(checkpoint_number=self.step)
+        writer.flush()
+        wall = time.time() - begin
+        tokens = (self.step - start_step) * tokens_per_step
+        return {**logs, "steps": self.step, "tokens": tokens, "wall_seconds": wall,
+                "tokens_per_second": tokens / wall}
+
+    def evaluate(self, dataset, num_steps=None):
+        """Runs `test_step` over a dataset (at most `num_steps` batches) and returns the metrics."""
+        step_fn = tf.function(self.model.test_step, jit_compile=self.jit_compile)
+
+        @tf.function
+        def eval_step(batch):
+            self.strategy.run(step_fn, args=(batch,))
+
+        for metric in self.model.metrics:
+            metric.reset_state()
+        batches = 0
+        for batch in self.strategy.experimental_distribute_dataset(dataset):
+            eval_step(batch)
+            batches += 1
+            if num_steps and batches >= num_steps:
+                break
+        if not batches:
+            raise ValueError("evaluation data produced no full batch; lower --eval_batch_size")
+        results = {m.name: float(m.result()) for m in self.model.metrics}
+        if self.chief:
+            with tf.summary.create_file_writer(os.path.join(self.model_dir, "eval")).as_default(step=self.step):
+                for name, value in results.items():
+                    tf.summary.scalar(name, value)
+        return results

@@ -1,0 +1,120 @@
+"""Pre-trains ELECTRA (or the MLM baseline) on TFRecords from build_pretraining_dataset.py.
+
+With no data flags it builds the embedded demo corpus (real Wikipedia lead
+sections) and trains the `tiny` model, evaluating on a held-out slice:
+
+    python run_pretraining.py
+    python run_pretraining.py --model_size=base --data_dir=pretrain_tfrecords --model_dir=runs/base
+
+Re-running a command resumes from its last checkpoint. The run ends by
+writing `<model_dir>/pretraining_summary.json`.
+"""
+
+import json
+import os
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from electra_tf import cli
+
+cli.enable_onednn()
+
+import keras  # noqa: E402
+
+import tensorflow as tf  # noqa: E402  (after the oneDNN switch)
+
+from electra_tf import distribution  # noqa: E402
+from electra_tf import optimization  # noqa: E402
+from electra_tf import pretraining_data  # noqa: E402
+from electra_tf import tokenization  # noqa: E402
+from electra_tf import training  # noqa: E402
+from electra_tf.pretrainer import ElectraPretrainer  # noqa: E402
+
+DEMO_DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "demo")
+
+cli.define_config_flags()
+cli.define_run_flags()
+flags.DEFINE_string("data_dir", None, "Directory of pretrain_data.tfrecord-* shards (and optionally "
+                    "eval_data.tfrecord-*). Unset: the embedded demo corpus, built in data/demo.")
+flags.DEFINE_boolean("demo", False, "Build the embedded demo corpus into --data_dir if it has no shards.")
+flags.DEFINE_string("vocab_file", None, "WordPiece vocab the data was built with (special-token ids). "
+                    "Unset: the BERT uncased vocab of the released ELECTRA models.")
+flags.DEFINE_string("model_dir", None, "Checkpoints, TensorBoard logs and the summary. "
+                    "Unset: runs/pretrain_<model_size>_<objective>.")
+flags.DEFINE_boolean("do_eval", True, "Evaluate on held-out data at the start (step 0) and the end.")
+FLAGS = flags.FLAGS
+
+
+def resolve_data(config):
+    """Returns (train_files, eval_files, vocab_file), building the demo data when asked."""
+    data_dir = FLAGS.data_dir or DEMO_DATA_DIR
+    vocab_file = FLAGS.vocab_file
+    if FLAGS.data_dir is None or FLAGS.demo:
+        vocab_file = pretraining_data.prepare_demo_data(
+            data_dir, config.max_seq_length, config.do_lower_case, seed=config.seed)
+    train_files = pretraining_data.tfrecord_files(data_dir, pretraining_data.TRAIN_PREFIX)
+    if not train_files:
+        raise ValueError(f"--data_dir={data_dir}: no {pretraining_data.TRAIN_PREFIX}.tfrecord* files; build them "
+                         "with build_pretraining_dataset.py, or pass --demo to build the demo corpus there")
+    eval_files = pretraining_data.tfrecord_files(data_dir, pretraining_data.EVAL_PREFIX)
+    if not eval_files and len(train_files) > 1:
+        train_files, eval_files = train_files[:-1], train_files[-1:]
+        logging.info("holding out %s for evaluation", eval_files[0])
+    pretraining_data.check_sequence_length(train_files + eval_files, config.max_seq_length)
+    return train_files, eval_files, vocab_file or pretraining_data.demo_vocab_file()
+
+
+def main(argv):
+    del argv
+    config = cli.load_config(FLAGS)
+    model_dir = FLAGS.model_dir or os.path.join("runs", f"pretrain_{FLAGS.model_size}_{config.objective}")
+    os.makedirs(model_dir, exist_ok=True)
+    train_files, eval_files, vocab_file = resolve_data(config)
+    tokenizer = tokenization.WordPieceTokenizer(vocab_file, lower_case=config.do_lower_case)
+    if tokenizer.vocab_size != config.vocab_size:
+        raise ValueError(f"{vocab_file} has {tokenizer.vocab_size} tokens but vocab_size is {config.vocab_size}")
+    config.to_json_file(os.path.join(model_dir, "config.json"))
+
+    keras.utils.set_random_seed(config.seed)  # The same command gives the same initial weights.
+    strategy = distribution.get_strategy(FLAGS.strategy, FLAGS.tpu)
+    per_replica_batch = distribution.describe(strategy, config.train_batch_size)
+    with strategy.scope():
+        pretrainer = ElectraPretrainer(
+            config, {"cls": tokenizer.cls_id, "sep": tokenizer.sep_id, "mask": tokenizer.mask_id})
+        pretrainer.build_variables()
+        pretrainer.compile(optimizer=optimization.create_optimizer(config))
+        pretrainer.optimizer.build(pretrainer.trainable_variables)
+    trainer = training.Trainer(pretrainer, strategy, model_dir, cli.jit_compile(FLAGS), config.keep_checkpoint_max)
+
+    def train_dataset(context):
+        return pretraining_data.make_dataset(
+            train_files, context.get_per_replica_batch_size(config.train_batch_size), config.max_seq_length,
+            is_training=True, seed=config.seed, input_context=context)
+
+    def eval_dataset():
+        return pretraining_data.make_dataset(eval_files or train_files, config.eval_batch_size,
+                                             config.max_seq_length, is_training=False)
+
+    summary = {"model_size": FLAGS.model_size, "objective": config.objective,
+               "per_replica_batch": per_replica_batch, "replicas": strategy.num_replicas_in_sync}
+    initial_path = os.path.join(model_dir, "initial_eval.json")
+    if FLAGS.do_eval and not os.path.exists(initial_path):
+        with open(initial_path, "w") as f:
+            json.dump(trainer.evaluate(eval_dataset(), config.num_eval_steps), f, indent=2)
+    summary.update(trainer.train(
+        train_dataset, config.num_train_steps, config.steps_per_loop, config.save_checkpoints_steps,
+        tokens_per_step=config.train_batch_size * config.max_seq_length))
+    if FLAGS.do_eval:
+        with open(initial_path) as f:
+            summary["initial_eval"] = json.load(f)
+        summary.update(trainer.evaluate(eval_dataset(), config.num_eval_steps))
+    logging.info("summary: %s", json.dumps(summary, indent=2))
+    if trainer.chief:
+        with open(os.path.join(model_dir, "pretraining_summary.json"), "w") as f:
+            json.dump(summary, f, indent=2)
+
+
+if __name__ == "__main__":
+    app.run(main)

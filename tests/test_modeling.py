@@ -1,0 +1,97 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import SPECIAL_IDS
+from electra_tf import modeling, optimization
+from electra_tf.config import ElectraConfig
+from electra_tf.pretrainer import ElectraPretrainer
+
+
+@pytest.fixture(scope="module")
+def small_pretrainer():
+    # ELECTRA-Small's shapes with two layers, to keep the test quick.
+    config = ElectraConfig.from_size("small", {"num_hidden_layers": 2, "max_seq_length": 32})
+    model = ElectraPretrainer(config, SPECIAL_IDS)
+    model.build_variables()
+    return model
+
+
+def test_generator_and_discriminator_share_the_whole_embedding_block(small_pretrainer):
+    m = small_pretrainer
+    shared = {id(v) for v in m.generator.weights} & {id(v) for v in m.discriminator.weights}
+    assert shared == {id(v) for v in m.embeddings.weights}
+    assert len(shared) == 5  # word, position, token type tables; LayerNorm gamma and beta.
+    assert m.generator_head.token_embedding is m.embeddings.word_embeddings
+    # Each encoder keeps its own projection from E=128 to its hidden size.
+    assert m.generator.embeddings_project.kernel.shape == (128, 64)
+    assert m.discriminator.embeddings_project.kernel.shape == (128, 256)
+
+
+def test_shapes_and_sizes(small_pretrainer):
+    m, c = small_pretrainer, small_pretrainer.config
+    ids = tf.constant(np.random.default_rng(0).integers(1000, 9000, (3, 32)), tf.int32)
+    out = m({"input_ids": ids, "input_mask": tf.ones_like(ids), "segment_ids": tf.zeros_like(ids)})
+    assert out["mlm_logits"].shape == (3, c.max_predictions_per_seq, 30522)
+    assert out["disc_logits"].shape == (3, 32) and out["fake_ids"].shape == (3, 32)
+    hidden = m.discriminator(ids, tf.zeros_like(ids), tf.ones_like(ids))
+    assert hidden.shape == (3, 32, 256)
+    assert len(m.generator.transformer_layers) == 2 and m.generator.transformer_layers[0].num_heads == 1
+    assert m.discriminator.transformer_layers[0].num_heads == 4
+
+
+def test_no_projection_when_embedding_equals_hidden():
+    config = ElectraConfig.from_size("tiny")
+    assert config.embedding_size == config.hidden_size
+    embeddings = modeling.ElectraEmbeddings.from_electra_config(config)
+    assert modeling.ElectraEncoder.discriminator(config, embeddings).embeddings_project is None
+
+
+def test_padding_does_not_change_real_token_outputs(small_pretrainer):
+    enc = small_pretrainer.discriminator
+    ids = tf.constant([[101, 2000, 2001, 102, 0, 0]], tf.int32)
+    mask = tf.constant([[1, 1, 1, 1, 0, 0]], tf.int32)
+    other = tf.constant([[101, 2000, 2001, 102, 777, 888]], tf.int32)
+    a = enc(ids, tf.zeros_like(ids), mask)[:, :4]
+    b = enc(other, tf.zeros_like(ids), mask)[:, :4]
+    np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)
+
+
+def test_encoder_config_round_trip():
+    embeddings = modeling.ElectraEmbeddings(100, 16, 32, 2, 0.1, 1e-12, 0.02)
+    enc = modeling.ElectraEncoder(embeddings, 32, 2, 2, 64, 0.1, 1e-12, 0.02)
+    clone = modeling.ElectraEncoder.from_config(enc.get_config())
+    assert clone.get_config() == enc.get_config()
+    assert clone.embeddings_project is not None and clone.embeddings.embedding_size == 16
+
+
+def test_uses_exact_gelu():
+    layer = modeling.DiscriminatorHead(4)
+    assert layer.dense.activation(tf.constant(1.0)).numpy() == pytest.approx(0.841344746, abs=1e-6)
+
+
+def test_schedule_is_warmup_factor_times_linear_decay():
+    s = optimization.ElectraSchedule(1e-3, total_steps=1000, warmup_steps=100)
+    assert float(s(0)) == 0.0
+    assert float(s(50)) == pytest.approx(1e-3 * 0.95 * 0.5)
+    assert float(s(100)) == pytest.approx(1e-3 * 0.9)
+    assert float(s(550)) == pytest.approx(1e-3 * 0.45)
+    assert float(s(1000)) == 0.0 and float(s(2000)) == 0.0
+
+
+def test_weight_decay_skips_layer_norm_and_biases(small_pretrainer):
+    opt = optimization.create_optimizer(small_pretrainer.config)
+    decayed = {v.path for v in small_pretrainer.trainable_variables if opt._use_weight_decay(v)}
+    assert decayed and all(p.endswith(("kernel", "embeddings")) for p in decayed)
+    skipped = {v.path for v in small_pretrainer.trainable_variables} - decayed
+    assert any("layer_norm/gamma" in p for p in skipped) and any(p.endswith("output_bias") for p in skipped)
+    assert opt.epsilon == 1e-6 and opt.weight_decay == 0.01
+
+
+def test_global_norm_clipping_is_applied():
+    v = keras.Variable(np.zeros(4, np.float32))
+    opt = keras.optimizers.SGD(learning_rate=1.0)
+    norm = optimization.apply_gradients(opt, [tf.constant([3.0, 4.0, 0.0, 0.0])], [v], clip_norm=1.0)
+    assert float(norm) == pytest.approx(5.0)
+    np.testing.assert_allclose(v.numpy(), [-0.6, -0.8, 0, 0], atol=1e-6)

@@ -1,0 +1,99 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import SPECIAL_IDS
+from electra_tf import optimization, pretraining_data, training
+from electra_tf.config import ElectraConfig
+from electra_tf.pretrainer import ElectraPretrainer
+
+# The demo fixture is built at length 64; a small batch keeps steps quick.
+OVERRIDES = {"max_seq_length": 64, "train_batch_size": 16, "eval_batch_size": 32, "learning_rate": 2e-3,
+             "num_warmup_steps": 5, "steps_per_loop": 5, "save_checkpoints_steps": 5}
+
+
+def _make(strategy, config):
+    keras.utils.set_random_seed(config.seed)
+    with strategy.scope():
+        model = ElectraPretrainer(config, SPECIAL_IDS)
+        model.build_variables()
+        model.compile(optimizer=optimization.create_optimizer(config))
+        model.optimizer.build(model.trainable_variables)
+    return model
+
+
+def _train(config, data_dir, model_dir, steps, strategy=None, jit_compile=False):
+    strategy = strategy or tf.distribute.get_strategy()
+    model = _make(strategy, config)
+    trainer = training.Trainer(model, strategy, str(model_dir), jit_compile=jit_compile)
+    files = pretraining_data.tfrecord_files(data_dir, "pretrain_data")
+
+    def dataset_fn(context):
+        return pretraining_data.make_dataset(files, context.get_per_replica_batch_size(config.train_batch_size),
+                                             config.max_seq_length, True, seed=config.seed, input_context=context)
+
+    logs = trainer.train(dataset_fn, steps, config.steps_per_loop, config.save_checkpoints_steps,
+                         config.train_batch_size * config.max_seq_length)
+    return model, trainer, logs
+
+
+def _eval(trainer, data_dir, config):
+    files = pretraining_data.tfrecord_files(data_dir, "eval_data")
+    return trainer.evaluate(pretraining_data.make_dataset(files, config.eval_batch_size, config.max_seq_length,
+                                                          False), num_steps=4)
+
+
+def test_losses_fall_on_real_text_and_training_resumes_exactly(demo_data_dir, tmp_path):
+    config = ElectraConfig.from_size("tiny", dict(OVERRIDES, num_train_steps=30))
+    model, trainer, logs = _train(config, demo_data_dir, tmp_path / "a", 30)
+    assert logs["steps"] == 30 and logs["tokens"] == 30 * 16 * 64
+    before = _eval(training.Trainer(_make(tf.distribute.get_strategy(), config), tf.distribute.get_strategy(),
+                                    str(tmp_path / "untrained")), demo_data_dir, config)
+    after = _eval(trainer, demo_data_dir, config)
+    assert after["mlm_loss"] < before["mlm_loss"] - 1.0
+    assert after["disc_loss"] < before["disc_loss"] - 0.1
+    assert after["loss"] < before["loss"] * 0.8
+    assert 0.1 < after["replaced_fraction"] < 0.16
+
+    # Stop at 15 steps, then run the same training again: it resumes to the same weights.
+    _train(config, demo_data_dir, tmp_path / "b", 15)
+    resumed, trainer_b, logs_b = _train(config, demo_data_dir, tmp_path / "b", 30)
+    assert int(resumed.optimizer.iterations) == 30 and logs_b["tokens"] == 15 * 16 * 64
+    for x, y in zip(model.trainable_variables, resumed.trainable_variables):
+        np.testing.assert_allclose(x.numpy(), y.numpy(), rtol=0, atol=1e-6, err_msg=x.path)
+
+
+def test_mlm_objective_has_no_discriminator_and_trains(demo_data_dir, tmp_path):
+    config = ElectraConfig.from_size("tiny", dict(OVERRIDES, objective="mlm", num_train_steps=10))
+    model, trainer, logs = _train(config, demo_data_dir, tmp_path, 10)
+    assert model.generator is None and model.discriminator_head is None
+    assert "disc_loss" not in logs and np.isfinite(logs["mlm_loss"])
+    # The full-size encoder is the masked LM: its hidden size feeds the head.
+    assert model.generator_head._intermediate_dense.kernel.shape == (config.hidden_size, config.embedding_size)
+
+
+def test_runs_under_mirrored_strategy_on_two_cpus_and_with_xla(demo_data_dir, tmp_path):
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    config = ElectraConfig.from_size("tiny", dict(OVERRIDES, num_train_steps=5))
+    model, trainer, logs = _train(config, demo_data_dir, tmp_path / "mirrored", 5, strategy=strategy)
+    assert strategy.num_replicas_in_sync == 2 and int(model.optimizer.iterations) == 5
+    assert np.isfinite(logs["loss"]) and 0.1 < logs["replaced_fraction"] < 0.16
+    _, _, xla_logs = _train(config, demo_data_dir, tmp_path / "xla", 5, jit_compile=True)
+    assert np.isfinite(xla_logs["loss"])
+
+
+def test_one_base_step_with_a_small_batch():
+    config = ElectraConfig.from_size("base", {"train_batch_size": 2, "max_seq_length": 128})
+    model = _make(tf.distribute.get_strategy(), config)
+    assert model.discriminator.transformer_layers[0].intermediate_dim == 3072
+    assert len(model.discriminator.transformer_layers) == 12 and model.generator.hidden_size == 256
+    n_params = sum(int(np.prod(v.shape)) for v in model.discriminator.weights)
+    assert 108e6 < n_params < 111e6  # BERT-Base without pooler: ~109M.
+    ids = np.random.default_rng(0).integers(1000, 9000, (2, 128)).astype(np.int32)
+    ids[:, 0], ids[:, -1] = 101, 102
+    before = model.discriminator.weights[-1].numpy().copy()
+    logs = tf.function(model.train_step)({"input_ids": tf.constant(ids), "input_mask": tf.ones_like(ids),
+                                          "segment_ids": tf.zeros_like(ids)})
+    assert np.isfinite(float(logs["loss"])) and int(model.optimizer.iterations) == 1
+    assert not np.array_equal(before, model.discriminator.weights[-1].numpy())

@@ -1,0 +1,64 @@
+import json
+
+import pytest
+import tensorflow as tf
+
+from electra_tf import pretraining_data, tokenization
+
+
+def _wiki_sentences(limit):
+    path = pretraining_data._package_file(pretraining_data.DEMO_CORPUS_PACKAGE, "data/summaries_en-us.json")
+    with open(path, encoding="utf-8") as f:
+        articles = json.load(f)
+    sentences = []
+    for title in sorted(articles):
+        sentences += pretraining_data.split_sentences(articles[title]["extract"] or "")
+    # Every 7th sentence: a spread over the whole corpus, not just its first articles.
+    return sentences[::7][:limit]
+
+
+def test_ids_identical_to_hugging_face_bert_tokenizer(vocab_file):
+    transformers = pytest.importorskip("transformers")
+    hf = transformers.BertTokenizer(vocab_file, do_lower_case=True)
+    sentences = _wiki_sentences(3000) + [
+        "Café naïve résumé ÅNGSTRÖM", "北京大学 is in 中国。", "tab\there\x00nul\ufffd and \u200bzero-width",
+        "emoji 😀 and ½ and ﬁ", "e\u0301 combining", "Baß-Tuba… punchline"]
+    assert len(sentences) >= 3000
+    ours = tokenization.WordPieceTokenizer(vocab_file)(tf.constant(sentences)).to_list()
+    mismatched = [s for s, a in zip(sentences, ours) if a != hf.convert_tokens_to_ids(hf.tokenize(s))]
+    assert mismatched == []
+
+
+def test_special_ids_and_round_trip(vocab_file):
+    tok = tokenization.WordPieceTokenizer(vocab_file)
+    assert (tok.pad_id, tok.unk_id, tok.cls_id, tok.sep_id, tok.mask_id) == (0, 100, 101, 102, 103)
+    ids = tok(tf.constant(["Unaffable tokenization!"])).to_list()[0]
+    assert tok.tokens(ids) == ["una", "##ffa", "##ble", "token", "##ization", "!"]
+
+
+@pytest.mark.parametrize("content, message", [
+    ("", "vocabulary is empty"),
+    ("[PAD]\n[UNK]\n[CLS]\n[SEP]\n", r"missing special token\(s\) \['\[MASK\]'\]"),
+    ("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nhello\nhello\n", r":7: duplicate token 'hello' \(first on line 6\)"),
+    ("[PAD]\n[UNK]\n\n[CLS]\n[SEP]\n[MASK]\n", r":3: malformed vocab entry"),
+])
+def test_bad_vocab_files_name_file_and_line(tmp_path, content, message):
+    path = tmp_path / "vocab.txt"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(ValueError, match=message):
+        tokenization.load_vocab(str(path))
+    with pytest.raises(ValueError, match="vocab file not found"):
+        tokenization.load_vocab(str(tmp_path / "nope.txt"))
+
+
+def test_learned_vocab_starts_with_special_tokens_and_tokenizes(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(_wiki_sentences(2000)), encoding="utf-8")
+    out = tmp_path / "vocab.txt"
+    size = tokenization.learn_vocab([str(corpus)], 800, str(out))
+    vocab = tokenization.load_vocab(str(out))
+    assert size == len(vocab) and 200 < size <= 800
+    assert vocab[:5] == list(tokenization.SPECIAL_TOKENS)
+    tok = tokenization.WordPieceTokenizer(str(out))
+    ids = tok(tf.constant(["the history of the city"])).to_list()[0]
+    assert ids and tok.unk_id not in ids
