@@ -50,7 +50,18 @@ class Trainer:
         return int(self.model.optimizer.iterations.numpy())
 
     def _checkpoint_manager(self, iterator, checkpoint_every):
-        checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.model.optimizer, iterator=iterator)
+        # `model.variables` also holds the dropout layers' random-seed states,
+        # which `tf.train.Checkpoint(model=...)` does not track; without them a
+        # resumed run would draw different dropout masks.
+        weights = {id(w) for w in self.model.weights}
+        seed_states = [v for v in self.model.variables if id(v) not in weights]
+        state = dict(model=self.model, optimizer=self.model.optimizer, seed_states=seed_states)
+        if isinstance(iterator, tf.__internal__.tracking.Trackable):
+            state["iterator"] = iterator
+        else:
+            logging.warning("%s cannot be checkpointed under %s: a resumed run restarts the input pipeline",
+                            type(iterator).__name__, type(self.strategy).__name__)
+        checkpoint = tf.train.Checkpoint(**state)
         directory = self.model_dir if self.chief else os.path.join(self.model_dir, "worker_tmp")
         return tf.train.CheckpointManager(
             checkpoint, directory, max_to_keep=self.keep_checkpoint_max,
