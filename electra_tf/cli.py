@@ -1,12 +1,13 @@
 """Flags shared by the top-level scripts: every config field, plus run settings."""
 
-import os
-
 from absl import flags
+import keras
+import tensorflow as tf
 
 from electra_tf import config as config_lib
 from electra_tf import distribution
 
+MIXED_PRECISION = ("float32", "mixed_float16", "mixed_bfloat16")
 _DEFINE = {int: flags.DEFINE_integer, float: flags.DEFINE_float, str: flags.DEFINE_string,
            bool: flags.DEFINE_boolean}
 
@@ -24,6 +25,22 @@ def define_run_flags():
     flags.DEFINE_string("tpu", None, "TPU name or grpc:// address (with --strategy=tpu or auto).")
     flags.DEFINE_boolean("jit_compile", None, "Compile the train step with XLA (default: on for GPU/TPU, "
                          "off on CPU, where it measured slower).")
+    flags.DEFINE_enum("mixed_precision", "float32", MIXED_PRECISION,
+                      "Keras dtype policy; mixed_float16 adds dynamic loss scaling. Losses and logits stay float32.")
+    flags.DEFINE_boolean("deterministic", False, "Enable TensorFlow op determinism: a run, and a resumed run, "
+                         "reproduce bit for bit (slower on GPUs).")
+    flags.DEFINE_boolean("skip_nonfinite", False, "Skip steps whose gradient is NaN/Inf and count them, "
+                         "instead of stopping the run at the first one.")
+
+
+def set_determinism(flag_values):
+    if flag_values.deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def set_precision(flag_values):
+    """Sets the global Keras dtype policy; call before building a model."""
+    keras.mixed_precision.set_global_policy(flag_values.mixed_precision)
 
 
 def load_config(flag_values):
@@ -38,11 +55,3 @@ def load_config(flag_values):
 
 def jit_compile(flag_values):
     return distribution.default_jit_compile() if flag_values.jit_compile is None else flag_values.jit_compile
-
-
-def enable_onednn():
-    """oneDNN is off by default on AMD CPUs; on this project's CPUs it measured ~20% faster.
-
-    Must run before TensorFlow is imported.
-    """
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")

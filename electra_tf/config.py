@@ -60,6 +60,7 @@ class ElectraConfig:
     adam_epsilon: float
     clip_norm: float
     train_batch_size: int
+    gradient_accumulation_steps: int
     eval_batch_size: int
     num_eval_steps: int
     save_checkpoints_steps: int
@@ -73,7 +74,7 @@ class ElectraConfig:
         positive = (
             "vocab_size", "embedding_size", "hidden_size", "num_hidden_layers",
             "num_attention_heads", "intermediate_size", "max_position_embeddings",
-            "type_vocab_size", "max_seq_length", "num_train_steps", "train_batch_size",
+            "type_vocab_size", "max_seq_length", "num_train_steps", "train_batch_size", "gradient_accumulation_steps",
             "eval_batch_size", "save_checkpoints_steps", "keep_checkpoint_max",
             "steps_per_loop", "learning_rate", "temperature",
         )
@@ -92,6 +93,10 @@ class ElectraConfig:
             raise ValueError(
                 f"config: max_seq_length {self.max_seq_length} exceeds "
                 f"max_position_embeddings {self.max_position_embeddings}")
+        if self.train_batch_size % self.gradient_accumulation_steps:
+            raise ValueError(
+                f"config: train_batch_size {self.train_batch_size} is not divisible by "
+                f"gradient_accumulation_steps {self.gradient_accumulation_steps}")
         if self.num_warmup_steps < 0 or self.num_eval_steps < 0:
             raise ValueError("config: num_warmup_steps and num_eval_steps must be >= 0")
 

@@ -52,12 +52,15 @@ def is_chief(strategy):
     return task_type is None or task_type == "chief" or (task_type == "worker" and task_id == 0)
 
 
-def describe(strategy, global_batch_size):
+def describe(strategy, global_batch_size, accumulation_steps=1):
+    """Logs the strategy and batch split; returns the per-replica batch."""
     replicas = strategy.num_replicas_in_sync
-    if global_batch_size % replicas:
-        raise ValueError(f"the global batch {global_batch_size} does not divide over {replicas} replicas")
-    logging.info("strategy %s: %d replica(s), global batch %d, per-replica batch %d",
-                 type(strategy).__name__, replicas, global_batch_size, global_batch_size // replicas)
+    if global_batch_size % (replicas * accumulation_steps):
+        raise ValueError(f"the global batch {global_batch_size} does not divide over {replicas} replica(s) "
+                         f"x {accumulation_steps} accumulation step(s)")
+    logging.info("strategy %s: %d replica(s), global batch %d, per-replica batch %d, %d micro-batch(es) of %d",
+                 type(strategy).__name__, replicas, global_batch_size, global_batch_size // replicas,
+                 accumulation_steps, global_batch_size // replicas // accumulation_steps)
     return global_batch_size // replicas
 
 

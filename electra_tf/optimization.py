@@ -78,13 +78,91 @@ def create_optimizer(config, learning_rate=None, total_steps=None, warmup_steps=
     return optimizer
 
 
-def apply_gradients(optimizer, grads, variables, clip_norm):
-    """Clips the global-batch gradient by its global norm and applies it.
+@keras.saving.register_keras_serializable(package="electra_tf")
+class UpdateGuard(keras.layers.Layer):
+    """Keeps non-finite gradients out of the weights, and float16's dynamic loss scale.
+
+    A step whose gradient is not finite is skipped: weights and optimizer
+    state stay as they were. It is counted in `nonfinite_steps`, with the
+    step number in `last_nonfinite_step`; the training loop decides whether
+    that ends the run. Under float16 a non-finite gradient from a finite loss
+    is a loss-scale overflow, not a fault: the scale halves and the step is
+    skipped uncounted; after `growth_interval` finite steps in a row the
+    scale doubles (the policy of Keras' `LossScaleOptimizer`, which cannot be
+    used here because it would unscale after our global-norm clipping).
+    Its state is in weights, so checkpoints carry it.
+
+    Args:
+      dynamic_loss_scale: scale the loss (for float16 compute).
+      initial_scale: the first loss scale.
+      growth_interval: finite steps before the scale doubles.
+
+    Example:
+    ```python
+    guard = UpdateGuard(dynamic_loss_scale=True)
+    grads = tape.gradient(guard.scale(loss), variables)
+    apply_gradients(optimizer, guard.unscale(grads), variables, clip_norm=1.0, guard=guard, loss=loss)
+    ```
+    """
+
+    def __init__(self, dynamic_loss_scale=False, initial_scale=2.0 ** 15, growth_interval=2000, **kwargs):
+        super().__init__(dtype="float32", **kwargs)
+        self.dynamic_loss_scale = dynamic_loss_scale
+        self.initial_scale = initial_scale
+        self.growth_interval = growth_interval
+
+        def state(name, value, dtype):
+            return self.add_weight(name=name, shape=(), dtype=dtype, trainable=False, aggregation="only_first_replica",
+                                   initializer=keras.initializers.Constant(value))
+
+        self.loss_scale = state("loss_scale", initial_scale if dynamic_loss_scale else 1.0, "float32")
+        self.good_steps = state("good_steps", 0, "int64")
+        self.nonfinite_steps = state("nonfinite_steps", 0, "int64")
+        self.last_nonfinite_step = state("last_nonfinite_step", -1, "int64")
+
+    def scale(self, loss):
+        return loss * self.loss_scale if self.dynamic_loss_scale else loss
+
+    def unscale(self, grads):
+        if not self.dynamic_loss_scale:
+            return grads
+        return [None if g is None else tf.convert_to_tensor(g) / self.loss_scale for g in grads]
+
+    def update(self, grads_finite, loss_finite, step):
+        """Records one step's outcome; returns whether its update may be applied."""
+        overflow = tf.logical_and(loss_finite, tf.logical_not(grads_finite)) if self.dynamic_loss_scale \
+            else tf.constant(False)
+        fault = tf.logical_not(grads_finite) & tf.logical_not(overflow)
+        good = tf.where(grads_finite, self.good_steps + 1, 0)
+        grow = self.dynamic_loss_scale & (good >= self.growth_interval)
+        factor = tf.where(overflow, 0.5, tf.where(grow, 2.0, 1.0))
+        self.loss_scale.assign(self.loss_scale * factor)
+        self.good_steps.assign(tf.where(grow, tf.zeros_like(good), good))
+        self.nonfinite_steps.assign_add(tf.cast(fault, tf.int64))
+        self.last_nonfinite_step.assign(tf.where(fault, tf.cast(step, tf.int64), self.last_nonfinite_step))
+        return grads_finite
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(dynamic_loss_scale=self.dynamic_loss_scale, initial_scale=self.initial_scale,
+                      growth_interval=self.growth_interval)
+        return config
+
+
+def apply_gradients(optimizer, grads, variables, clip_norm, guard=None, loss=None):
+    """Clips the global-batch gradient by its global norm and applies it if it is finite.
 
     Keras clips before it sums the replicas' gradients, so N replicas would
     clip N partial gradients (the authors' TPU code did the same). Here the
     gradient is summed first, so a step on N replicas equals a step on one
     device with the same global batch.
+
+    Args:
+      optimizer: a built Keras optimizer.
+      grads, variables: this replica's (unscaled) gradients and the variables.
+      clip_norm: global-norm clipping threshold.
+      guard: optional `UpdateGuard`; without one, non-finite steps are skipped silently.
+      loss: this replica's share of the loss, to tell float16 overflow from divergence.
 
     Returns:
       The global gradient norm before clipping.
@@ -94,10 +172,48 @@ def apply_gradients(optimizer, grads, variables, clip_norm):
     num_replicas = replica.num_replicas_in_sync if replica else 1
     if num_replicas > 1:
         grads = replica.all_reduce(tf.distribute.ReduceOp.SUM, grads)
-    grads, norm = tf.clip_by_global_norm(grads, clip_norm)
+        if loss is not None:
+            loss = replica.all_reduce(tf.distribute.ReduceOp.SUM, loss)
+    norm = tf.linalg.global_norm(grads)
+    finite = tf.math.is_finite(norm)
+    if guard is not None:
+        loss_finite = tf.math.is_finite(loss) if loss is not None else finite
+        finite = guard.update(finite, loss_finite, optimizer.iterations)
+    # With a non-finite norm, clipping would turn every gradient into NaN; the
+    # update is skipped then, so clip by a finite stand-in.
+    grads, _ = tf.clip_by_global_norm(grads, clip_norm, use_norm=tf.where(finite, norm, 1.0))
     if num_replicas > 1:
         # Every replica now holds the global gradient; the optimizer sums the
         # replicas' copies once more, so hand it each replica's share.
         grads = [g / num_replicas for g in grads]
-    optimizer.apply(grads, variables)
+    # A skipped step still counts (its batch is consumed, and the schedule and
+    # the step's random seed move on), so a run of bad steps cannot loop forever.
+    _apply_if(finite, lambda g: optimizer.apply(g, variables), lambda: optimizer.iterations.assign_add(1), grads)
     return norm
+
+
+def _apply_if(condition, apply_fn, else_fn, grads):
+    """Runs `apply_fn(grads)` (which may call `merge_call`) if `condition` holds, else `else_fn()`.
+
+    `condition` is the same on every replica (it comes from all-reduced
+    values). A `cond` whose branch calls `merge_call` must run in the
+    cross-replica context unless the strategy can do without merge calls, as
+    in Keras' `LossScaleOptimizer`.
+    """
+    if tf.__internal__.distribute.strategy_supports_no_merge_call():
+        tf.cond(condition, lambda: _no_output(lambda: apply_fn(grads)), lambda: _no_output(else_fn))
+        return
+
+    def cross_replica(distribution, condition, grads):
+        # Each replica applies its own gradients (passed through `args`, not a closure).
+        condition = distribution.experimental_local_results(condition)[0]
+        tf.cond(condition,
+                lambda: _no_output(lambda: distribution.extended.call_for_each_replica(apply_fn, args=(grads,))),
+                lambda: _no_output(else_fn))
+
+    tf.distribute.get_replica_context().merge_call(cross_replica, args=(condition, grads))
+
+
+def _no_output(fn):
+    fn()
+    return tf.no_op()

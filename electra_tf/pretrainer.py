@@ -51,6 +51,8 @@ class ElectraPretrainer(keras.Model):
                 dtype="float32", name="discriminator_predictions")
         self.generator_head = modeling.masked_lm_head(config, self.embeddings, name="generator_predictions")
         self._metrics = _PretrainingMetrics(self.electra)
+        self.guard = optimization.UpdateGuard(
+            dynamic_loss_scale=keras.mixed_precision.dtype_policy().compute_dtype == "float16", name="update_guard")
 
     @property
     def metrics(self):
@@ -61,7 +63,8 @@ class ElectraPretrainer(keras.Model):
 
         Args:
           features: dict of int32 `input_ids`, `input_mask`, `segment_ids`
-            [batch, length], and optionally `seed` (int32 [2]).
+            [batch, length]; optionally `seed` (int32 [2], the step's seed)
+            and `example_offset` (index of the first example in the global batch).
 
         Returns:
           dict of per-batch tensors: `masked` (from `masking.mask_inputs`),
@@ -71,10 +74,12 @@ class ElectraPretrainer(keras.Model):
         c = self.config
         input_ids, input_mask, segment_ids = (features[k] for k in ("input_ids", "input_mask", "segment_ids"))
         seed = features.get("seed", tf.constant([c.seed, 0], tf.int32))
-        seed_mask, seed_sample = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        batch, offset = tf.shape(input_ids)[0], features.get("example_offset", 0)
+        seed_mask, seed_sample = (masking.example_seeds(s, batch, offset)
+                                  for s in tf.unstack(tf.random.experimental.stateless_split(seed, 2, alg=masking.RNG)))
         masked = masking.mask_inputs(
             input_ids, input_mask, seed_mask, mask_prob=c.mask_prob, max_predictions=c.max_predictions_per_seq,
-            special_ids=[self.special_ids[k] for k in ("cls", "sep", "mask")], mask_id=self.special_ids["mask"])
+            special_ids=self._never_masked(), mask_id=self.special_ids["mask"])
         mlm_encoder = self.generator if self.electra else self.discriminator
         hidden = mlm_encoder(masked["input_ids"], segment_ids, input_mask, training=training)
         outputs = {"masked": masked,
@@ -88,50 +93,94 @@ class ElectraPretrainer(keras.Model):
                            disc_logits=self.discriminator_head(hidden))
         return outputs
 
-    def compute_losses(self, features, outputs):
-        """Returns (total, mlm, disc) losses of this replica's batch.
+    def loss_denominators(self, features):
+        """Global-batch counts that normalise the losses: (masked positions, real tokens).
 
-        Each is a sum over this replica's examples divided by the count over
-        the GLOBAL batch, so summing the replicas' gradients (as the optimizer
-        does) gives exactly the single-device gradient of the global batch.
+        Both are known before masking, so a step split into micro-batches
+        normalises every part by the whole global batch's counts.
         """
         c = self.config
+        predictions = masking.num_predictions(
+            features["input_ids"], features["input_mask"], mask_prob=c.mask_prob,
+            max_predictions=c.max_predictions_per_seq, special_ids=self._never_masked())
+        return (_global_sum(tf.cast(predictions, tf.float32)),
+                _global_sum(tf.cast(features["input_mask"], tf.float32)))
+
+    def compute_losses(self, features, outputs, denominators=None):
+        """Returns (total, mlm, disc) losses of this replica's (micro-)batch.
+
+        Each is a sum over the batch's examples divided by the count over the
+        GLOBAL batch (`loss_denominators`), so summing the replicas' and
+        micro-batches' gradients gives exactly the gradient of the global batch.
+        """
+        c = self.config
+        num_predictions, num_tokens = denominators or self.loss_denominators(features)
         masked = outputs["masked"]
         ce = keras.losses.sparse_categorical_crossentropy(masked["ids"], outputs["mlm_logits"], from_logits=True)
-        mlm_loss = tf.reduce_sum(ce * masked["weights"]) / _global_sum(masked["weights"])
+        mlm_loss = tf.reduce_sum(ce * masked["weights"]) / num_predictions
         total = c.gen_weight * mlm_loss
         disc_loss = tf.constant(0.0)
         if self.electra:
             mask = tf.cast(features["input_mask"], tf.float32)
             bce = tf.nn.sigmoid_cross_entropy_with_logits(
                 tf.cast(outputs["labels"], tf.float32), outputs["disc_logits"])
-            disc_loss = tf.reduce_sum(bce * mask) / _global_sum(mask)
+            disc_loss = tf.reduce_sum(bce * mask) / num_tokens
             total += c.disc_weight * disc_loss
         return total, mlm_loss, disc_loss
 
     def step_seed(self, step):
-        """The stateless seed of a training step, distinct per replica."""
-        replica = tf.distribute.get_replica_context()
-        replica_id = replica.replica_id_in_sync_group if replica else 0
-        seed = tf.stack([tf.constant(self.config.seed, tf.int32), tf.cast(step, tf.int32)])
-        return tf.random.experimental.stateless_fold_in(seed, replica_id)
+        """The stateless seed of a training step (the same on every replica)."""
+        return tf.stack([tf.constant(self.config.seed, tf.int32), tf.cast(step, tf.int32)])
 
     def train_step(self, data):
-        features = dict(data, seed=self.step_seed(self.optimizer.iterations))
-        with tf.GradientTape() as tape:
-            outputs = self(features, training=True)
-            total, mlm_loss, disc_loss = self.compute_losses(features, outputs)
-        grads = tape.gradient(total, self.trainable_variables)
-        optimization.apply_gradients(self.optimizer, grads, self.trainable_variables, self.config.clip_norm)
-        return self._metrics.update(features, outputs, total, mlm_loss, disc_loss)
+        """One optimizer step on this replica's batch, in `gradient_accumulation_steps` micro-batches."""
+        c = self.config
+        replica = tf.distribute.get_replica_context()
+        replica_id = replica.replica_id_in_sync_group if replica else 0
+        parts = c.gradient_accumulation_steps * (replica.num_replicas_in_sync if replica else 1)
+        local_batch = data["input_ids"].shape[0]
+        micro_batch = local_batch // c.gradient_accumulation_steps
+        seed = self.step_seed(self.optimizer.iterations)
+        denominators = self.loss_denominators(data)
+
+        def micro_step(index, micro):
+            offset = tf.cast(replica_id * local_batch + index * micro_batch, tf.int32)
+            features = dict(micro, seed=seed, example_offset=offset)
+            with tf.GradientTape() as tape:
+                outputs = self(features, training=True)
+                losses = self.compute_losses(features, outputs, denominators)
+                scaled = self.guard.scale(losses[0])
+            grads = tape.gradient(scaled, self.trainable_variables)
+            self._metrics.update(features, outputs, *losses, share=parts)
+            return [tf.convert_to_tensor(g) for g in grads], losses[0]
+
+        if c.gradient_accumulation_steps == 1:
+            grads, total = micro_step(0, data)
+        else:
+            split = {k: tf.reshape(v, [c.gradient_accumulation_steps, micro_batch] + v.shape[1:])
+                     for k, v in data.items()}
+            grads = [tf.zeros_like(v) for v in self.trainable_variables]
+            total = tf.constant(0.0)
+            for i in tf.range(c.gradient_accumulation_steps):
+                micro_grads, micro_total = micro_step(i, {k: v[i] for k, v in split.items()})
+                grads = [g + m for g, m in zip(grads, micro_grads)]
+                total += micro_total
+        optimization.apply_gradients(self.optimizer, self.guard.unscale(grads), self.trainable_variables,
+                                     c.clip_norm, guard=self.guard, loss=total)
+        return {m.name: m.result() for m in self.metrics}
 
     def test_step(self, data):
         # Eval randomness depends on the batch itself, so an evaluation is repeatable.
         data_seed = tf.reduce_sum(data["input_ids"]) % (2 ** 30)
         features = dict(data, seed=tf.stack([tf.constant(self.config.seed + 1, tf.int32), data_seed]))
         outputs = self(features, training=False)
-        total, mlm_loss, disc_loss = self.compute_losses(features, outputs)
-        return self._metrics.update(features, outputs, total, mlm_loss, disc_loss)
+        replica = tf.distribute.get_replica_context()
+        self._metrics.update(features, outputs, *self.compute_losses(features, outputs),
+                             share=replica.num_replicas_in_sync if replica else 1)
+        return {m.name: m.result() for m in self.metrics}
+
+    def _never_masked(self):
+        return [self.special_ids[k] for k in ("cls", "sep", "mask")]
 
     def build_variables(self, batch_size=2):
         """Creates every variable by running one forward pass on dummy input."""
@@ -172,12 +221,10 @@ class _PretrainingMetrics:
     def all(self):
         return self.generic + self.disc
 
-    def update(self, features, outputs, total, mlm_loss, disc_loss):
-        # Losses are this replica's share of the global-batch loss; scale back
-        # so that the metric's mean over replicas is the global loss.
-        replica = tf.distribute.get_replica_context()
-        share = float(replica.num_replicas_in_sync) if replica else 1.0
-        total, mlm_loss, disc_loss = total * share, mlm_loss * share, disc_loss * share
+    def update(self, features, outputs, total, mlm_loss, disc_loss, share):
+        # Losses are one part's share of the global-batch loss, `share` parts
+        # making the whole; scale back so that the metric's mean is the global loss.
+        total, mlm_loss, disc_loss = (tf.cast(x, tf.float32) * share for x in (total, mlm_loss, disc_loss))
         masked = outputs["masked"]
         self.loss.update_state(total)
         self.mlm_loss.update_state(mlm_loss)
@@ -190,4 +237,4 @@ class _PretrainingMetrics:
             for metric in (self.disc_accuracy, self.disc_precision, self.disc_recall, self.disc_auc):
                 metric.update_state(labels, probs, sample_weight=mask)
             self.replaced_fraction.update_state(tf.cast(labels, tf.float32), sample_weight=mask)
-        return {m.name: m.result() for m in self.all()}
+

@@ -10,6 +10,8 @@ continues where the last checkpoint left off.
 """
 
 import os
+import signal
+import threading
 import time
 
 from absl import logging
@@ -28,6 +30,13 @@ class Trainer:
       model_dir: checkpoints go here, TensorBoard logs under `train/` and `eval/`.
       jit_compile: compile the per-replica step with XLA.
       keep_checkpoint_max: checkpoints kept by the manager.
+      guard: the model's `optimization.UpdateGuard`, if any: a step with a
+        non-finite gradient stops the run, naming the step and the last good
+        checkpoint, unless `skip_nonfinite`.
+      skip_nonfinite: keep going past non-finite steps (they are skipped and counted).
+      weights: {name: variable} saved by name in every checkpoint (electra_tf
+        passes the authors' names, which makes a run's model dir readable by
+        `checkpoint_interop`); default: the model's variable paths.
 
     Example:
     ```python
@@ -37,8 +46,13 @@ class Trainer:
     ```
     """
 
-    def __init__(self, model, strategy, model_dir, jit_compile=False, keep_checkpoint_max=5):
+    def __init__(self, model, strategy, model_dir, jit_compile=False, keep_checkpoint_max=5, guard=None,
+                 skip_nonfinite=False, weights=None):
         self.model = model
+        self.weights = weights or {v.path.split("/", 1)[-1]: v for v in model.weights}
+        self.guard = guard
+        self.skip_nonfinite = skip_nonfinite
+        self.preempted = threading.Event()
         self.strategy = strategy
         self.model_dir = model_dir
         self.jit_compile = jit_compile
@@ -55,14 +69,19 @@ class Trainer:
         # resumed run would draw different dropout masks.
         weights = {id(w) for w in self.model.weights}
         seed_states = [v for v in self.model.variables if id(v) not in weights]
-        state = dict(model=self.model, optimizer=self.model.optimizer, seed_states=seed_states)
+        # Keras 3 layers do not expose their sub-layers to TF's object graph, so
+        # the weights are saved by name rather than through `model`.
+        state = dict(model=self.model, optimizer=self.model.optimizer, seed_states=seed_states,
+                     weights=self.weights)
         if isinstance(iterator, tf.__internal__.tracking.Trackable):
             state["iterator"] = iterator
         else:
             logging.warning("%s cannot be checkpointed under %s: a resumed run restarts the input pipeline",
                             type(iterator).__name__, type(self.strategy).__name__)
         checkpoint = tf.train.Checkpoint(**state)
-        directory = self.model_dir if self.chief else os.path.join(self.model_dir, "worker_tmp")
+        # Every worker must save (saving is a collective op), but only the chief's copy is kept.
+        directory = self.model_dir if self.chief else os.path.join(
+            self.model_dir, f"worker_tmp_{self.strategy.cluster_resolver.task_id}")
         return tf.train.CheckpointManager(
             checkpoint, directory, max_to_keep=self.keep_checkpoint_max,
             step_counter=self.model.optimizer.iterations, checkpoint_interval=checkpoint_every)
@@ -81,14 +100,17 @@ class Trainer:
 
         Returns:
           dict with the last logged metrics, `steps`, `tokens` and `wall_seconds`
-          (of this invocation) and `tokens_per_second`.
+          (of this invocation), `tokens_per_second`, `nonfinite_steps`, and
+          `preempted` (true when a SIGTERM stopped it after a checkpoint).
         """
         dataset = self.strategy.distribute_datasets_from_function(dataset_fn)
         iterator = iter(dataset)
         manager = self._checkpoint_manager(iterator, checkpoint_every)
-        if manager.latest_checkpoint:
-            manager.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-            logging.info("resumed from %s at step %d", manager.latest_checkpoint, self.step)
+        # Every worker resumes from the chief's checkpoint.
+        latest = tf.train.latest_checkpoint(self.model_dir)
+        if latest:
+            manager.checkpoint.restore(latest).assert_existing_objects_matched()
+            logging.info("resumed from %s at step %d", latest, self.step)
         start_step = self.step
         if start_step >= num_steps:
             logging.info("already trained for %d steps; nothing to do", start_step)
@@ -101,6 +123,8 @@ class Trainer:
             for _ in tf.range(loop_steps):
                 self.strategy.run(step_fn, args=(next(iterator),))
 
+        self._catch_sigterm()
+        nonfinite_before = int(self.guard.nonfinite_steps.numpy()) if self.guard is not None else 0
         writer = tf.summary.create_file_writer(os.path.join(self.model_dir, "train")) if self.chief \
             else tf.summary.create_noop_writer()
         progress = keras.utils.Progbar(num_steps, stateful_metrics=None, unit_name="step")
@@ -117,6 +141,9 @@ class Trainer:
             logs = {m.name: float(m.result()) for m in self.model.metrics}
             logs["learning_rate"] = float(self.model.optimizer.learning_rate)
             logs["tokens_per_second"] = loop_steps * tokens_per_step / seconds
+            if self.guard is not None:
+                logs["loss_scale"] = float(self.guard.loss_scale.numpy())
+                logs["nonfinite_steps"] = int(self.guard.nonfinite_steps.numpy())
             with writer.as_default(step=self.step):
                 for name, value in logs.items():
                     tf.summary.scalar(name, value)
@@ -124,15 +151,35 @@ class Trainer:
                             + [("tok/s", logs["tokens_per_second"])])
             if manager.save(checkpoint_number=self.step, check_interval=True):
                 saved_step = self.step
+            self._check_finite(logs, manager, nonfinite_before)
             if on_loop_end:
                 on_loop_end(self.step, logs)
+            if self.preempted.is_set():
+                break
         if saved_step != self.step:
             manager.save(checkpoint_number=self.step)
+        if self.preempted.is_set():
+            logging.warning("SIGTERM: saved step %d to %s; run the same command again to resume",
+                            self.step, manager.latest_checkpoint)
         writer.flush()
         wall = time.time() - begin
         tokens = (self.step - start_step) * tokens_per_step
         return {**logs, "steps": self.step, "tokens": tokens, "wall_seconds": wall,
-                "tokens_per_second": tokens / wall}
+                "tokens_per_second": tokens / wall, "preempted": self.preempted.is_set()}
+
+    def _catch_sigterm(self):
+        """On SIGTERM (a preempted VM or TPU), finish the current loop, checkpoint and return."""
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, lambda signum, frame: self.preempted.set())
+
+    def _check_finite(self, logs, manager, nonfinite_before):
+        if self.guard is None or self.skip_nonfinite or logs["nonfinite_steps"] == nonfinite_before:
+            return
+        step = int(self.guard.last_nonfinite_step.numpy())
+        raise FloatingPointError(
+            f"step {step}: the loss or gradient is not finite (NaN/Inf); that update was not applied. "
+            f"The last good checkpoint is {manager.latest_checkpoint}. Lower the learning rate, "
+            "check the data, or pass --skip_nonfinite to skip and count such steps.")
 
     def evaluate(self, dataset, num_steps=None):
         """Runs `test_step` over a dataset (at most `num_steps` batches) and returns the metrics."""

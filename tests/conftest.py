@@ -38,3 +38,30 @@ def run_script(script, *args, timeout=600):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
     return subprocess.run([sys.executable, os.path.join(REPO, script), *args], capture_output=True,
                           text=True, timeout=timeout, cwd=REPO, env=env)
+
+
+def make_pretrainer(config, strategy=None):
+    """A built and compiled `ElectraPretrainer` with seeded initial weights."""
+    import keras
+    from electra_tf import optimization
+    from electra_tf.pretrainer import ElectraPretrainer
+
+    strategy = strategy or tf.distribute.get_strategy()
+    keras.utils.set_random_seed(config.seed)
+    with strategy.scope():
+        model = ElectraPretrainer(config, SPECIAL_IDS)
+        model.build_variables()
+        model.compile(optimizer=optimization.create_optimizer(config))
+        model.optimizer.build(model.trainable_variables)
+    return model
+
+
+@pytest.fixture(scope="session")
+def mirrored_strategy():
+    """One MirroredStrategy over the two logical CPUs for the whole session.
+
+    Each strategy instance numbers its collective ops from the same start, and
+    TF keys collectives process-wide: a second instance in the same process
+    can collide with the first ("Shape mismatch in the collective instance").
+    """
+    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])

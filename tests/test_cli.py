@@ -2,6 +2,7 @@ import json
 import os
 
 from conftest import run_script
+from electra_tf import checkpoint_interop
 
 TINY = ["--max_seq_length=64", "--train_batch_size=8", "--eval_batch_size=16", "--num_eval_steps=2",
         "--steps_per_loop=3", "--save_checkpoints_steps=3", "--num_warmup_steps=2"]
@@ -25,6 +26,15 @@ def test_run_pretraining_end_to_end_and_resume(demo_data_dir, tmp_path):
     assert os.listdir(os.path.join(model_dir, "train")) and os.listdir(os.path.join(model_dir, "eval"))
     with open(os.path.join(model_dir, "config.json")) as f:
         assert json.load(f)["max_seq_length"] == 64
+
+    # The run's model dir is an electra_tf model dir: --init_checkpoint takes it, under the authors' names.
+    weights = checkpoint_interop.read_checkpoint(model_dir, "native")
+    assert "generator/encoder/layer_0/attention/self/query/kernel" in weights
+    assert "discriminator_predictions/dense_1/kernel" in weights
+    started = run_script("run_pretraining.py", f"--data_dir={demo_data_dir}", f"--model_dir={tmp_path / 'again'}",
+                         *TINY, "--num_train_steps=1", "--do_eval=false", f"--init_checkpoint={model_dir}")
+    assert started.returncode == 0, started.stderr[-3000:]
+    assert f"initialised from {model_dir} (native)" in started.stderr
 
 
 def test_run_pretraining_bad_flags_give_clear_errors(demo_data_dir, tmp_path):

@@ -19,10 +19,28 @@ def _batch(rng, batch=64, length=128):
     return ids, mask, lengths
 
 
-def _mask(ids, mask, seed, max_predictions=19, mask_prob=0.15):
-    return {k: v.numpy() for k, v in masking.mask_inputs(
-        tf.constant(ids), tf.constant(mask), tf.constant(seed, tf.int32), mask_prob=mask_prob,
-        max_predictions=max_predictions, special_ids=[CLS, SEP, MASK], mask_id=MASK).items()}
+# In a tf.function, as in training: eager map_fn would run one Python iteration per example.
+@tf.function(reduce_retracing=True)
+def _mask_graph(ids, mask, seed, offset, max_predictions, mask_prob):
+    seeds = masking.example_seeds(seed, tf.shape(ids)[0], offset)
+    return masking.mask_inputs(ids, mask, seeds, mask_prob=mask_prob, max_predictions=max_predictions,
+                               special_ids=[CLS, SEP, MASK], mask_id=MASK)
+
+
+def _mask(ids, mask, seed, max_predictions=19, mask_prob=0.15, offset=0):
+    out = _mask_graph(tf.constant(ids), tf.constant(mask), tf.constant(seed, tf.int32), tf.constant(offset),
+                      max_predictions, mask_prob)
+    return {k: v.numpy() for k, v in out.items()}
+
+
+@tf.function(reduce_retracing=True)
+def _sample_graph(logits, seed, temperature, original_ids, block_size):
+    seeds = masking.example_seeds(seed, tf.shape(logits)[0])
+    return masking.gumbel_sample(logits, seeds, temperature, original_ids, block_size)
+
+
+def _sample(logits, seed, temperature=1.0, original_ids=None, block_size=256):
+    return _sample_graph(logits, tf.constant(seed, tf.int32), temperature, original_ids, block_size).numpy()
 
 
 def test_counts_candidates_and_the_85_15_split():
@@ -75,16 +93,44 @@ def test_same_seed_same_masks_and_new_seed_new_masks():
     assert (a["positions"] != c["positions"]).any()
 
 
-def test_gumbel_sampling_matches_the_softmax_and_disallow_correct():
-    logits = tf.constant([[[2.0, 1.0, 0.0, -1.0]]])
-    tiled = tf.tile(logits, [1, 20000, 1])
-    samples = masking.gumbel_sample(tiled, tf.constant([3, 4]), temperature=1.0).numpy().ravel()
-    freq = np.bincount(samples, minlength=4) / samples.size
-    np.testing.assert_allclose(freq, tf.nn.softmax(logits).numpy().ravel(), atol=0.015)
-    hot = masking.gumbel_sample(tiled, tf.constant([3, 4]), temperature=0.05).numpy().ravel()
+def test_an_examples_masks_do_not_depend_on_how_the_batch_is_split():
+    ids, mask, _ = _batch(np.random.default_rng(2), batch=8)
+    whole = _mask(ids, mask, [5, 6])
+    second_half = _mask(ids[4:], mask[4:], [5, 6], offset=4)
+    for key in ("positions", "input_ids", "weights"):
+        np.testing.assert_array_equal(whole[key][4:], second_half[key])
+
+
+def test_num_predictions_counts_the_weights():
+    ids, mask, _ = _batch(np.random.default_rng(3))
+    out = _mask(ids, mask, [1, 1])
+    count = masking.num_predictions(tf.constant(ids), tf.constant(mask), mask_prob=0.15, max_predictions=19,
+                                    special_ids=[CLS, SEP, MASK])
+    np.testing.assert_array_equal(count.numpy(), out["weights"].sum(1))
+
+
+def test_two_stage_gumbel_sampling_matches_the_softmax():
+    # A vocabulary that is not a multiple of the block size exercises the padding.
+    rng = np.random.default_rng(0)
+    vocab, draws = 300, 40000
+    logits = rng.normal(0.0, 2.0, size=vocab).astype(np.float32)
+    tiled = tf.tile(tf.constant(logits)[None, None], [1, draws, 1])
+    samples = _sample(tiled, [3, 4], block_size=32).ravel()
+    assert samples.min() >= 0 and samples.max() < vocab
+    freq = np.bincount(samples, minlength=vocab) / draws
+    probs = tf.nn.softmax(logits).numpy()
+    assert np.all(np.abs(freq - probs) < 5 * np.sqrt(probs * (1 - probs) / draws) + 1e-3)
+
+
+def test_gumbel_temperature_and_disallow_correct():
+    tiled = tf.tile(tf.constant([[[2.0, 1.0, 0.0, -1.0]]]), [1, 20000, 1])
+    plain = _sample(tiled, [3, 4]).ravel()
+    np.testing.assert_allclose(np.bincount(plain, minlength=4) / plain.size,
+                               tf.nn.softmax([2.0, 1.0, 0.0, -1.0]).numpy(), atol=0.015)
+    hot = _sample(tiled, [3, 4], temperature=0.05).ravel()
     assert (hot == 0).mean() > 0.99
-    banned = masking.gumbel_sample(tiled, tf.constant([3, 4]), 1.0, original_ids=tf.zeros([1, 20000], tf.int32))
-    assert not (banned.numpy() == 0).any()
+    banned = _sample(tiled, [3, 4], original_ids=tf.zeros([1, 20000], tf.int32))
+    assert not (banned == 0).any()
 
 
 def test_replace_tokens_labels_only_changed_masked_positions():

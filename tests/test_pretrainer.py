@@ -1,31 +1,19 @@
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import SPECIAL_IDS
-from electra_tf import optimization, pretraining_data, training
+from conftest import make_pretrainer
+from electra_tf import pretraining_data, training
 from electra_tf.config import ElectraConfig
-from electra_tf.pretrainer import ElectraPretrainer
 
 # The demo fixture is built at length 64; a small batch keeps steps quick.
 OVERRIDES = {"max_seq_length": 64, "train_batch_size": 16, "eval_batch_size": 32, "learning_rate": 2e-3,
              "num_warmup_steps": 5, "steps_per_loop": 5, "save_checkpoints_steps": 5}
 
 
-def _make(strategy, config):
-    keras.utils.set_random_seed(config.seed)
-    with strategy.scope():
-        model = ElectraPretrainer(config, SPECIAL_IDS)
-        model.build_variables()
-        model.compile(optimizer=optimization.create_optimizer(config))
-        model.optimizer.build(model.trainable_variables)
-    return model
-
-
 def _train(config, data_dir, model_dir, steps, strategy=None, jit_compile=False):
     strategy = strategy or tf.distribute.get_strategy()
-    model = _make(strategy, config)
+    model = make_pretrainer(config, strategy)
     trainer = training.Trainer(model, strategy, str(model_dir), jit_compile=jit_compile)
     files = pretraining_data.tfrecord_files(data_dir, "pretrain_data")
 
@@ -48,7 +36,7 @@ def test_losses_fall_on_real_text_and_training_resumes_exactly(demo_data_dir, tm
     config = ElectraConfig.from_size("tiny", dict(OVERRIDES, num_train_steps=30))
     model, trainer, logs = _train(config, demo_data_dir, tmp_path / "a", 30)
     assert logs["steps"] == 30 and logs["tokens"] == 30 * 16 * 64
-    before = _eval(training.Trainer(_make(tf.distribute.get_strategy(), config), tf.distribute.get_strategy(),
+    before = _eval(training.Trainer(make_pretrainer(config), tf.distribute.get_strategy(),
                                     str(tmp_path / "untrained")), demo_data_dir, config)
     after = _eval(trainer, demo_data_dir, config)
     assert after["mlm_loss"] < before["mlm_loss"] - 1.0
@@ -73,8 +61,8 @@ def test_mlm_objective_has_no_discriminator_and_trains(demo_data_dir, tmp_path):
     assert model.generator_head._intermediate_dense.kernel.shape == (config.hidden_size, config.embedding_size)
 
 
-def test_runs_under_mirrored_strategy_on_two_cpus_and_with_xla(demo_data_dir, tmp_path):
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+def test_runs_under_mirrored_strategy_on_two_cpus_and_with_xla(demo_data_dir, tmp_path, mirrored_strategy):
+    strategy = mirrored_strategy
     config = ElectraConfig.from_size("tiny", dict(OVERRIDES, num_train_steps=5))
     model, trainer, logs = _train(config, demo_data_dir, tmp_path / "mirrored", 5, strategy=strategy)
     assert strategy.num_replicas_in_sync == 2 and int(model.optimizer.iterations.numpy()) == 5
@@ -86,7 +74,7 @@ def test_runs_under_mirrored_strategy_on_two_cpus_and_with_xla(demo_data_dir, tm
 def test_one_base_step_with_a_small_batch():
     # No warmup: the authors' schedule gives a learning rate of 0 at step 0.
     config = ElectraConfig.from_size("base", {"train_batch_size": 2, "max_seq_length": 128, "num_warmup_steps": 0})
-    model = _make(tf.distribute.get_strategy(), config)
+    model = make_pretrainer(config)
     assert model.discriminator.transformer_layers[0].intermediate_dim == 3072
     assert len(model.discriminator.transformer_layers) == 12 and model.generator.hidden_size == 256
     n_params = sum(int(np.prod(v.shape)) for v in model.discriminator.weights)

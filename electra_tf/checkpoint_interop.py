@@ -1,0 +1,339 @@
+"""Loading and writing the released checkpoint formats: the authors' TF1 names and Hugging Face.
+
+Every format goes through one canonical form: a dict from the authors' TF1
+variable names (`electra/encoder/layer_0/attention/self/query/kernel`, ...)
+to numpy arrays in the authors' layout (dense kernels [in, out]). Hugging Face
+names are translated to and from those names; a model's variables are matched
+to them by `variable_names`. Nothing is skipped silently: a name the model
+needs and the source lacks, a name the source has and the model does not
+use, and a shape that does not fit are errors naming the variable.
+
+Example:
+```python
+arrays = read_checkpoint("electra_small/model.ckpt-1000000", "authors_tf1")
+assign(variable_names(pretrainer), arrays)
+```
+"""
+
+import json
+import os
+import re
+
+import numpy as np
+import tensorflow as tf
+
+FORMATS = ("authors_tf1", "hf", "native")
+
+# The authors' names of one transformer layer's parts, keyed by the keras-hub
+# TransformerEncoder's variable names.
+_LAYER_NAMES = {
+    "self_attention_layer/query/kernel": "attention/self/query/kernel",
+    "self_attention_layer/query/bias": "attention/self/query/bias",
+    "self_attention_layer/key/kernel": "attention/self/key/kernel",
+    "self_attention_layer/key/bias": "attention/self/key/bias",
+    "self_attention_layer/value/kernel": "attention/self/value/kernel",
+    "self_attention_layer/value/bias": "attention/self/value/bias",
+    "self_attention_layer/attention_output/kernel": "attention/output/dense/kernel",
+    "self_attention_layer/attention_output/bias": "attention/output/dense/bias",
+    "self_attention_layer_norm/gamma": "attention/output/LayerNorm/gamma",
+    "self_attention_layer_norm/beta": "attention/output/LayerNorm/beta",
+    "feedforward_intermediate_dense/kernel": "intermediate/dense/kernel",
+    "feedforward_intermediate_dense/bias": "intermediate/dense/bias",
+    "feedforward_output_dense/kernel": "output/dense/kernel",
+    "feedforward_output_dense/bias": "output/dense/bias",
+    "feedforward_layer_norm/gamma": "output/LayerNorm/gamma",
+    "feedforward_layer_norm/beta": "output/LayerNorm/beta",
+}
+_EMBEDDING_NAMES = {
+    "word_embeddings/embeddings": "word_embeddings",
+    "position_embeddings/embeddings": "position_embeddings",
+    "token_type_embeddings/embeddings": "token_type_embeddings",
+    "layer_norm/gamma": "LayerNorm/gamma",
+    "layer_norm/beta": "LayerNorm/beta",
+}
+_HEAD_NAMES = {
+    "intermediate_dense": "dense", "intermediate_layer_norm": "LayerNorm", "output_bias": "output_bias",
+    "dense": "dense", "dense_1": "dense_1",
+}
+# What the released files hold besides the model: optimizer state, step
+# counters, BERT's pooler (ELECTRA uses the [CLS] state), HF's buffers.
+_NOT_MODEL = re.compile(r"(adam_[mv]|global_step|pooler|position_ids|/Adam)")
+
+
+def _relative(variable, layer):
+    return variable.path.split(f"/{layer.name}/", 1)[-1] if f"/{layer.name}/" in variable.path \
+        else variable.path.split(f"{layer.name}/", 1)[-1]
+
+
+def encoder_names(encoder, prefix, embeddings_prefix="electra/embeddings"):
+    """{authors' name: variable} for an `ElectraEncoder` under `prefix` (`electra` or `generator`)."""
+    names = {f"{embeddings_prefix}/{_EMBEDDING_NAMES[_relative(v, encoder.embeddings)]}": v
+             for v in encoder.embeddings.weights}
+    if encoder.embeddings_project is not None:
+        for v in encoder.embeddings_project.weights:
+            names[f"{prefix}/embeddings_project/{_relative(v, encoder.embeddings_project)}"] = v
+    for i, layer in enumerate(encoder.transformer_layers):
+        for v in layer.weights:
+            names[f"{prefix}/encoder/layer_{i}/{_LAYER_NAMES[_relative(v, layer)]}"] = v
+    return names
+
+
+def head_names(head, prefix):
+    """{authors' name: variable} of a `DiscriminatorHead` or the generator's `MaskedLMHead`."""
+    own = [v for v in head.weights if "word_embeddings" not in v.path]  # The tied table is the encoder's.
+    names = {}
+    for v in own:
+        layer, _, leaf = _relative(v, head).rpartition("/")
+        names["/".join(filter(None, [prefix, _HEAD_NAMES[layer or leaf], leaf if layer else ""]))] = v
+    return names
+
+
+def variable_names(pretrainer):
+    """{authors' name: variable} of everything an `ElectraPretrainer` holds."""
+    names = encoder_names(pretrainer.discriminator, "electra")
+    if pretrainer.discriminator_head is not None:
+        names.update(head_names(pretrainer.discriminator_head, "discriminator_predictions"))
+    if pretrainer.generator is not None:
+        names.update(encoder_names(pretrainer.generator, "generator"))
+    names.update(head_names(pretrainer.generator_head, "generator_predictions"))
+    return names
+
+
+def assign(names, arrays, allow_unused=()):
+    """Copies `arrays` into the variables of `names`, checking both sides completely.
+
+    Args:
+      names: {authors' name: variable}.
+      arrays: {authors' name: numpy array} from `read_checkpoint`.
+      allow_unused: name prefixes of `arrays` the caller knowingly leaves out
+        (e.g. the generator when only the discriminator is wanted).
+
+    Raises:
+      ValueError naming every missing or unused variable, or a shape mismatch.
+    """
+    missing = sorted(set(names) - set(arrays))
+    unused = sorted(n for n in set(arrays) - set(names) if not n.startswith(tuple(allow_unused)))
+    if missing or unused:
+        raise ValueError(f"checkpoint does not match the model: missing {missing[:10]}"
+                         f"{' ...' if len(missing) > 10 else ''} ({len(missing)}), unused {unused[:10]}"
+                         f"{' ...' if len(unused) > 10 else ''} ({len(unused)})")
+    for name, variable in names.items():
+        value = arrays[name]
+        if value.size != np.prod(variable.shape):
+            raise ValueError(f"{name}: checkpoint shape {value.shape} does not fit the model's {variable.shape}")
+        variable.assign(value.reshape(variable.shape).astype(variable.dtype))
+
+
+def model_arrays(names):
+    """The model's weights in the canonical form (authors' names and layout)."""
+    arrays = {}
+    for name, variable in names.items():
+        value = np.asarray(variable.numpy())
+        if name.endswith("/kernel") and value.ndim == 3:  # Attention kernels back to [in, out].
+            value = value.reshape(-1, value.shape[-1]) if "output" in name else value.reshape(value.shape[0], -1)
+        elif value.ndim == 2 and name.endswith("/bias"):
+            value = value.reshape(-1)
+        arrays[name] = value
+    return arrays
+
+
+# --- Reading ---
+
+def read_checkpoint(path, input_format):
+    """Reads a checkpoint into the canonical {authors' name: array} form.
+
+    Args:
+      path: for `authors_tf1`, a TF1 checkpoint prefix (or its directory);
+        for `hf`, a Hugging Face model directory (config.json and
+        model.safetensors or pytorch_model.bin); for `native`, an electra_tf
+        model dir (a converted model or a pre-training run).
+      input_format: one of `FORMATS`.
+    """
+    if input_format == "authors_tf1":
+        reader = tf.train.load_checkpoint(path)
+        return {n: reader.get_tensor(n) for n in reader.get_variable_to_shape_map() if not _NOT_MODEL.search(n)}
+    if input_format == "native":
+        return _read_native(path)
+    if input_format == "hf":
+        return {hf_to_authors(n): _from_torch_layout(n, v) for n, v in _read_hf_tensors(path).items()
+                if not _NOT_MODEL.search(n) and not n.startswith("generator_lm_head.weight")}
+    raise ValueError(f"--input_format={input_format!r}: choose one of {FORMATS}")
+
+
+def _read_hf_tensors(model_dir):
+    safetensors_file = os.path.join(model_dir, "model.safetensors")
+    if os.path.exists(safetensors_file):
+        from safetensors.numpy import load_file  # No PyTorch needed.
+        return load_file(safetensors_file)
+    bin_file = os.path.join(model_dir, "pytorch_model.bin")
+    if os.path.exists(bin_file):
+        try:
+            import torch
+        except ImportError as e:
+            raise ImportError(f"{bin_file} is a PyTorch pickle and needs torch; convert it to "
+                              "model.safetensors or install torch") from e
+        return {k: v.numpy() for k, v in torch.load(bin_file, map_location="cpu", weights_only=True).items()}
+    raise FileNotFoundError(f"{model_dir}: no model.safetensors or pytorch_model.bin")
+
+
+def hf_to_authors(name):
+    """`electra.encoder.layer.3.attention.self.query.weight` -> `electra/encoder/layer_3/attention/self/query/kernel`.
+
+    BERT checkpoints (`bert.` prefix or none) map onto the ELECTRA encoder;
+    ElectraForMaskedLM's head maps onto the generator's.
+    """
+    name = re.sub(r"^bert\.", "electra.", name)
+    if name.startswith(("embeddings.", "encoder.")):
+        name = "electra." + name
+    name = name.replace("generator_lm_head.bias", "generator_predictions.output_bias")
+    name = name.replace("discriminator_predictions.dense_prediction", "discriminator_predictions.dense_1")
+    name = re.sub(r"\.layer\.(\d+)\.", r".layer_\1.", name)
+    parts = name.split(".")
+    leaf = parts.pop()
+    if parts[-1] == "LayerNorm":
+        parts.append({"weight": "gamma", "bias": "beta"}[leaf])
+    elif parts[-1].endswith("_embeddings"):
+        pass  # Tables are stored under the table's own name.
+    elif leaf != "output_bias":
+        parts.append({"weight": "kernel", "bias": "bias"}[leaf])
+    else:
+        parts.append(leaf)
+    return "/".join(parts)
+
+
+def authors_to_hf(name, generator=False):
+    """Inverse of `hf_to_authors` for ELECTRA names (`generator=True`: ElectraForMaskedLM layout)."""
+    if generator:
+        name = re.sub(r"^generator/", "electra/", name)
+        name = name.replace("generator_predictions/output_bias", "generator_lm_head/bias")
+    name = name.replace("discriminator_predictions/dense_1", "discriminator_predictions/dense_prediction")
+    name = re.sub(r"layer_(\d+)", r"layer/\1", name)
+    parts = name.split("/")
+    leaf = parts[-1]
+    if leaf in ("gamma", "beta"):
+        parts[-1] = {"gamma": "weight", "beta": "bias"}[leaf]
+    elif leaf == "kernel":
+        parts[-1] = "weight"
+    elif leaf.endswith("_embeddings"):
+        parts.append("weight")
+    return ".".join(parts)
+
+
+def _from_torch_layout(name, value):
+    # torch.nn.Linear stores [out, in]; the authors' kernels are [in, out].
+    return value.T if name.endswith(".weight") and value.ndim == 2 and "_embeddings." not in name else value
+
+
+# --- Writing ---
+
+def write_hf(names, config, vocab_file, output_dir, generator=False):
+    """Writes a Hugging Face ELECTRA model dir (config.json, model.safetensors, vocab.txt).
+
+    Args:
+      names: {authors' name: variable} of the discriminator (encoder and
+        head) or, with `generator=True`, of the generator's encoder and head.
+      config: the `ElectraConfig`.
+      vocab_file: copied as vocab.txt.
+      output_dir: created if needed.
+      generator: write `ElectraForMaskedLM` instead of `ElectraForPreTraining`.
+    """
+    from safetensors.numpy import save_file
+
+    os.makedirs(output_dir, exist_ok=True)
+    tensors = {}
+    for name, value in model_arrays(names).items():
+        hf_name = authors_to_hf(name, generator)
+        tensors[hf_name] = np.ascontiguousarray(value.T if hf_name.endswith(".weight") and value.ndim == 2
+                                                and "_embeddings" not in hf_name else value)
+    if generator:
+        tensors["generator_lm_head.weight"] = tensors["electra.embeddings.word_embeddings.weight"]
+    save_file(tensors, os.path.join(output_dir, "model.safetensors"), metadata={"format": "pt"})
+    hidden = config.generator_hidden if generator else config.hidden_size
+    hf_config = {
+        "architectures": ["ElectraForMaskedLM" if generator else "ElectraForPreTraining"
+                          if any(n.startswith("discriminator_predictions/") for n in names) else "ElectraModel"],
+        "model_type": "electra", "vocab_size": config.vocab_size, "embedding_size": config.embedding_size,
+        "hidden_size": hidden,
+        "num_hidden_layers": config.generator_num_layers if generator else config.num_hidden_layers,
+        "num_attention_heads": config.generator_heads if generator else config.num_attention_heads,
+        "intermediate_size": config.generator_intermediate if generator else config.intermediate_size,
+        "hidden_act": config.hidden_act, "hidden_dropout_prob": config.dropout_prob,
+        "attention_probs_dropout_prob": config.dropout_prob,
+        "max_position_embeddings": config.max_position_embeddings, "type_vocab_size": config.type_vocab_size,
+        "initializer_range": config.initializer_range, "layer_norm_eps": config.layer_norm_eps,
+        "pad_token_id": 0, "tie_word_embeddings": True,
+    }
+    with open(os.path.join(output_dir, "config.json"), "w") as f:
+        json.dump(hf_config, f, indent=2)
+    with open(vocab_file) as src, open(os.path.join(output_dir, "vocab.txt"), "w") as dst:
+        dst.write(src.read())
+
+
+def config_overrides_from_hf(model_dir):
+    """ElectraConfig fields read from a Hugging Face (ELECTRA or BERT) config.json."""
+    with open(os.path.join(model_dir, "config.json")) as f:
+        hf = json.load(f)
+    hidden = hf["hidden_size"]
+    return {
+        "vocab_size": hf["vocab_size"], "embedding_size": hf.get("embedding_size", hidden),
+        "hidden_size": hidden, "num_hidden_layers": hf["num_hidden_layers"],
+        "num_attention_heads": hf["num_attention_heads"], "intermediate_size": hf["intermediate_size"],
+        "hidden_act": hf.get("hidden_act", "gelu"), "dropout_prob": hf.get("hidden_dropout_prob", 0.1),
+        "initializer_range": hf.get("initializer_range", 0.02), "layer_norm_eps": hf.get("layer_norm_eps", 1e-12),
+        "max_position_embeddings": hf["max_position_embeddings"], "type_vocab_size": hf["type_vocab_size"],
+    }
+
+
+# --- Native electra_tf model directories ---
+
+def write_native(output_dir, config, vocab_file, names):
+    """Writes an electra_tf model dir: config.json, vocab.txt and a checkpoint of `names`.
+
+    The checkpoint holds `weights`, a dict from the authors' names to
+    variables: the layout `run_pretraining.py` checkpoints have too, so a
+    pre-training run's model dir is also a native model dir.
+    """
+    os.makedirs(output_dir, exist_ok=True)
+    config.to_json_file(os.path.join(output_dir, "config.json"))
+    with open(vocab_file) as src, open(os.path.join(output_dir, "vocab.txt"), "w") as dst:
+        dst.write(src.read())
+    return tf.train.Checkpoint(weights=names).save(os.path.join(output_dir, "ckpt"))
+
+
+def _read_native(path):
+    path = tf.train.latest_checkpoint(path) or path
+    reader = tf.train.load_checkpoint(path)
+    arrays = {}
+    for key in reader.get_variable_to_shape_map():
+        match = re.fullmatch(r"weights/(.+)/\.ATTRIBUTES/VARIABLE_VALUE", key)
+        if match:  # Object names escape "/" as ".S" and "." as "..".
+            arrays[match.group(1).replace(".S", "/").replace("..", ".")] = reader.get_tensor(key)
+    if not arrays:
+        raise ValueError(f"{path}: no electra_tf weights in this checkpoint")
+    return arrays
+
+
+def detect_format(path):
+    """`native`, `hf` or `authors_tf1`, from what lies at `path`."""
+    if os.path.isdir(path) and os.path.exists(os.path.join(path, "config.json")):
+        if any(os.path.exists(os.path.join(path, f)) for f in ("model.safetensors", "pytorch_model.bin")):
+            return "hf"
+        if tf.train.latest_checkpoint(path):
+            return "native"
+    if tf.train.latest_checkpoint(path) or tf.io.gfile.exists(path + ".index"):
+        return "authors_tf1"
+    raise ValueError(f"{path}: neither an electra_tf model dir, a Hugging Face model dir, nor a TF1 checkpoint")
+
+
+def initialize_from(pretrainer, path):
+    """Loads every weight of an `ElectraPretrainer` from a checkpoint of any supported format.
+
+    A source that lacks part of the model (a Hugging Face discriminator has no
+    generator) is an error naming what is missing.
+
+    Returns:
+      The detected format.
+    """
+    source = detect_format(path)
+    assign(variable_names(pretrainer), read_checkpoint(path, source))
+    return source

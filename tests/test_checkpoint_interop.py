@@ -1,0 +1,198 @@
+"""Hugging Face and authors' TF1 checkpoints load into electra_tf and come back out, with equal outputs."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from electra_tf import checkpoint_interop as interop  # noqa: E402
+from electra_tf import modeling  # noqa: E402
+from electra_tf import pretraining_data  # noqa: E402
+from electra_tf.config import ElectraConfig  # noqa: E402
+
+SMALL = dict(vocab_size=1000, hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128,
+             max_position_embeddings=64, type_vocab_size=2)
+
+
+def _ids(vocab, batch=3, length=24, seed=0):
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(5, vocab, (batch, length)).astype(np.int32)
+    mask = np.ones_like(ids)
+    mask[1, 15:] = 0  # Padding: the attention masks must agree too.
+    ids *= mask
+    segments = (np.arange(length)[None] >= 10).astype(np.int32).repeat(batch, 0) * mask
+    return ids, mask, segments
+
+
+def _hf_discriminator(embedding_size):
+    torch.manual_seed(0)
+    config = transformers.ElectraConfig(embedding_size=embedding_size, **SMALL)
+    model = transformers.ElectraForPreTraining(config).eval()
+    with torch.no_grad():  # Non-trivial LayerNorms and biases, so a mix-up cannot hide.
+        for name, p in model.named_parameters():
+            if "LayerNorm" in name or name.endswith("bias"):
+                p.add_(torch.randn_like(p) * 0.1)
+    return model
+
+
+def _hf_logits(model, ids, mask, segments):
+    with torch.no_grad():
+        out = model(input_ids=torch.tensor(ids, dtype=torch.long), attention_mask=torch.tensor(mask),
+                    token_type_ids=torch.tensor(segments, dtype=torch.long))
+    return out.logits.numpy()
+
+
+def _our_discriminator(model_dir_or_arrays, config):
+    embeddings = modeling.ElectraEmbeddings.from_electra_config(config, name="embeddings")
+    encoder = modeling.ElectraEncoder.discriminator(config, embeddings, name="discriminator")
+    head = modeling.DiscriminatorHead(config.hidden_size, config.hidden_act, name="discriminator_predictions")
+    ids, mask, segments = _ids(config.vocab_size)
+    head(encoder(ids, segments, mask))  # Builds every variable.
+    names = {**interop.encoder_names(encoder, "electra"), **interop.head_names(head, "discriminator_predictions")}
+    interop.assign(names, model_dir_or_arrays)
+    return encoder, head, names
+
+
+def _config_for(hf_dir):
+    return ElectraConfig.from_size("small", dict(interop.config_overrides_from_hf(hf_dir), max_seq_length=24))
+
+
+@pytest.mark.parametrize("embedding_size", [64, 32])
+def test_hf_discriminator_imports_with_equal_logits_and_exports_back(embedding_size, tmp_path):
+    hf = _hf_discriminator(embedding_size)
+    hf.save_pretrained(tmp_path / "hf", safe_serialization=True)
+    config = _config_for(tmp_path / "hf")
+    encoder, head, names = _our_discriminator(interop.read_checkpoint(str(tmp_path / "hf"), "hf"), config)
+    assert (encoder.embeddings_project is not None) == (embedding_size != 64)
+
+    ids, mask, segments = _ids(config.vocab_size)
+    ours = head(encoder(ids, segments, mask)).numpy()
+    expected = _hf_logits(hf, ids, mask, segments)
+    real = mask.astype(bool)
+    assert np.abs(ours - expected)[real].max() <= 1e-4
+
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("".join(f"tok{i}\n" for i in range(config.vocab_size)))
+    interop.write_hf(names, config, str(vocab), str(tmp_path / "back"))
+    reloaded = transformers.ElectraForPreTraining.from_pretrained(tmp_path / "back").eval()
+    assert np.abs(_hf_logits(reloaded, ids, mask, segments) - expected)[real].max() <= 1e-4
+
+
+def test_authors_tf1_checkpoint_imports_discriminator_and_skips_only_optimizer_state(tmp_path):
+    hf = _hf_discriminator(32)
+    hf.save_pretrained(tmp_path / "hf", safe_serialization=True)
+    arrays = interop.read_checkpoint(str(tmp_path / "hf"), "hf")
+    # A name-based checkpoint as the authors' TF1 code writes it, Adam slots and step included.
+    tensors = {**arrays, **{f"{n}/adam_m": np.zeros_like(v) for n, v in arrays.items()},
+               "global_step": np.array(1000, np.int64)}
+    prefix = str(tmp_path / "authors" / "model.ckpt-1000")
+    names = sorted(tensors)
+    tf.raw_ops.SaveV2(prefix=prefix, tensor_names=names, shape_and_slices=[""] * len(names),
+                      tensors=[tf.constant(tensors[n]) for n in names])
+    imported = interop.read_checkpoint(prefix, "authors_tf1")
+    assert set(imported) == set(arrays)
+    config = _config_for(tmp_path / "hf")
+    encoder, head, _ = _our_discriminator(imported, config)
+    ids, mask, segments = _ids(config.vocab_size, seed=1)
+    diff = head(encoder(ids, segments, mask)).numpy() - _hf_logits(hf, ids, mask, segments)
+    assert np.abs(diff)[mask.astype(bool)].max() <= 1e-4
+
+
+def test_mismatches_are_errors_that_name_the_variable(tmp_path):
+    hf = _hf_discriminator(64)
+    hf.save_pretrained(tmp_path / "hf", safe_serialization=True)
+    arrays = interop.read_checkpoint(str(tmp_path / "hf"), "hf")
+    config = _config_for(tmp_path / "hf")
+    missing = dict(arrays)
+    del missing["electra/encoder/layer_1/output/dense/bias"]
+    with pytest.raises(ValueError, match="missing.*layer_1/output/dense/bias"):
+        _our_discriminator(missing, config)
+    extra = dict(arrays, **{"electra/encoder/layer_7/output/dense/bias": np.zeros(64, np.float32)})
+    with pytest.raises(ValueError, match="unused.*layer_7/output/dense/bias"):
+        _our_discriminator(extra, config)
+    wrong = dict(arrays, **{"electra/embeddings/token_type_embeddings": np.zeros((3, 64), np.float32)})
+    with pytest.raises(ValueError, match="token_type_embeddings: checkpoint shape"):
+        _our_discriminator(wrong, config)
+
+
+def test_real_pretrained_bert_weights_reproduce_hf_hidden_states():
+    bert_dir = os.path.dirname(pretraining_data.demo_vocab_file())  # MiniLM-L6-H384, BERT layout.
+    config = ElectraConfig.from_size("small", dict(interop.config_overrides_from_hf(bert_dir), max_seq_length=24))
+    embeddings = modeling.ElectraEmbeddings.from_electra_config(config, name="embeddings")
+    encoder = modeling.ElectraEncoder.discriminator(config, embeddings, name="encoder")
+    ids, mask, segments = _ids(config.vocab_size, seed=2)
+    encoder(ids, segments, mask)
+    interop.assign(interop.encoder_names(encoder, "electra"), interop.read_checkpoint(bert_dir, "hf"))
+    bert = transformers.BertModel.from_pretrained(bert_dir, add_pooling_layer=False).eval()
+    with torch.no_grad():
+        expected = bert(input_ids=torch.tensor(ids, dtype=torch.long), attention_mask=torch.tensor(mask),
+                        token_type_ids=torch.tensor(segments, dtype=torch.long)).last_hidden_state.numpy()
+    ours = encoder(ids, segments, mask).numpy()
+    assert np.abs(ours - expected)[mask.astype(bool)].max() <= 1e-4
+
+
+def test_convert_cli_hf_to_native_to_hf_keeps_the_logits(tmp_path):
+    from conftest import run_script
+
+    hf = _hf_discriminator(32)
+    hf.save_pretrained(tmp_path / "hf", safe_serialization=True)
+    (tmp_path / "hf" / "vocab.txt").write_text("".join(f"tok{i}\n" for i in range(SMALL["vocab_size"])))
+    native, back = tmp_path / "native", tmp_path / "back"
+    first = run_script("convert_checkpoint.py", f"--input={tmp_path / 'hf'}", "--input_format=hf",
+                       f"--output_dir={native}")
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert {n.split("/")[0] for n in interop.read_checkpoint(str(native), "native")} == {
+        "electra", "discriminator_predictions"}
+    assert interop.detect_format(str(native)) == "native" and interop.detect_format(str(tmp_path / "hf")) == "hf"
+    second = run_script("convert_checkpoint.py", f"--input={native}", "--input_format=native",
+                        "--output_format=hf", f"--output_dir={back}")
+    assert second.returncode == 0, second.stderr[-2000:]
+    reloaded = transformers.ElectraForPreTraining.from_pretrained(back).eval()
+    ids, mask, segments = _ids(SMALL["vocab_size"], seed=3)
+    diff = _hf_logits(reloaded, ids, mask, segments) - _hf_logits(hf, ids, mask, segments)
+    assert np.abs(diff)[mask.astype(bool)].max() <= 1e-4
+
+
+def test_authors_checkpoint_with_generator_initialises_a_pretrainer_exactly(tmp_path):
+    from conftest import make_pretrainer
+
+    config = ElectraConfig.from_size("tiny", {"num_hidden_layers": 1, "max_seq_length": 32, "seed": 7})
+    source = make_pretrainer(config)
+    arrays = interop.model_arrays(interop.variable_names(source))
+    assert any(n.startswith("generator/encoder/layer_0/") for n in arrays)
+    prefix = str(tmp_path / "model.ckpt-5")
+    names = sorted(arrays)
+    tf.raw_ops.SaveV2(prefix=prefix, tensor_names=names, shape_and_slices=[""] * len(names),
+                      tensors=[tf.constant(arrays[n]) for n in names])
+    target = make_pretrainer(config.replace(seed=8))
+    assert interop.initialize_from(target, prefix) == "authors_tf1"
+    for a, b in zip(source.trainable_variables, target.trainable_variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+    # The shared embedding block is one set of variables under the authors' names too.
+    assert "generator/embeddings/word_embeddings" not in arrays and "electra/embeddings/word_embeddings" in arrays
+
+
+def test_generator_exports_to_hf_masked_lm_with_equal_logits(tmp_path):
+    from conftest import make_pretrainer
+
+    # tiny: embedding 128 and a 32-wide generator, so embeddings_project is exercised.
+    config = ElectraConfig.from_size("tiny", {"num_hidden_layers": 2, "max_seq_length": 32})
+    pretrainer = make_pretrainer(config)
+    names = interop.variable_names(pretrainer)
+    generator = {n: v for n, v in names.items() if n.startswith(("generator", "electra/embeddings/"))}
+    interop.write_hf(generator, config, pretraining_data.demo_vocab_file(), str(tmp_path / "gen"), generator=True)
+    hf = transformers.ElectraForMaskedLM.from_pretrained(tmp_path / "gen").eval()
+
+    ids, mask, segments = _ids(config.vocab_size, length=32, seed=4)
+    positions = np.tile(np.arange(1, 9, dtype=np.int32), (3, 1))
+    hidden = pretrainer.generator(ids, segments, mask)
+    ours = pretrainer.generator_head(hidden, mask_positions=positions).numpy()
+    with torch.no_grad():
+        logits = hf(input_ids=torch.tensor(ids, dtype=torch.long), attention_mask=torch.tensor(mask),
+                    token_type_ids=torch.tensor(segments, dtype=torch.long)).logits.numpy()
+    expected = np.take_along_axis(logits, positions[..., None], axis=1)
+    assert np.abs(ours - expected).max() <= 1e-4
