@@ -76,7 +76,7 @@ class ElectraPretrainer(keras.Model):
         seed = features.get("seed", tf.constant([c.seed, 0], tf.int32))
         batch, offset = tf.shape(input_ids)[0], features.get("example_offset", 0)
         seed_mask, seed_sample = (masking.example_seeds(s, batch, offset)
-                                  for s in tf.unstack(tf.random.experimental.stateless_split(seed, 2, alg=masking.RNG)))
+                                  for s in tf.unstack(tf.random.experimental.stateless_split(seed, 2, alg="philox")))
         masked = masking.mask_inputs(
             input_ids, input_mask, seed_mask, mask_prob=c.mask_prob, max_predictions=c.max_predictions_per_seq,
             special_ids=self._never_masked(), mask_id=self.special_ids["mask"])

@@ -1,0 +1,37 @@
+"""What the benchmark scripts share: flags, the demo batches and a built, compiled pre-trainer."""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import flags  # noqa: E402
+
+import electra_tf  # noqa: E402,F401  (switches oneDNN on before TensorFlow loads)
+import keras  # noqa: E402
+
+from electra_tf import cli  # noqa: E402
+from electra_tf import optimization  # noqa: E402
+from electra_tf import pretraining_data  # noqa: E402
+from electra_tf.pretrainer import ElectraPretrainer  # noqa: E402
+
+cli.define_config_flags()
+cli.define_run_flags()
+flags.DEFINE_string("data_dir", "/tmp/electra_tf_bench_data", "Where the demo TFRecords are built.")
+FLAGS = flags.FLAGS
+
+
+def setup():
+    """Returns (config, jit_compile, pretrainer, iterator of real demo training batches)."""
+    config = cli.load_config(FLAGS)
+    cli.set_precision(FLAGS)
+    data_dir = f"{FLAGS.data_dir}_{config.max_seq_length}"
+    pretraining_data.prepare_demo_data(data_dir, config.max_seq_length, config.do_lower_case)
+    files = pretraining_data.tfrecord_files(data_dir, pretraining_data.TRAIN_PREFIX)
+    batches = iter(pretraining_data.make_dataset(files, config.train_batch_size, config.max_seq_length, True))
+    keras.utils.set_random_seed(config.seed)
+    model = ElectraPretrainer(config, {"cls": 101, "sep": 102, "mask": 103})
+    model.build_variables()
+    model.compile(optimizer=optimization.create_optimizer(config))
+    model.optimizer.build(model.trainable_variables)
+    return config, cli.jit_compile(FLAGS), model, batches

@@ -1,0 +1,61 @@
+"""Milliseconds per part of a pre-training step (each part timed as its own tf.function).
+
+    python benchmarks/step_breakdown.py --max_seq_length=64 --train_batch_size=64
+    python benchmarks/step_breakdown.py --jit_compile=true
+
+BENCHMARKS.md records the figures and the commands.
+"""
+
+import time
+
+from absl import app
+from absl import flags
+import tensorflow as tf
+
+from common import FLAGS, setup
+from electra_tf import masking
+from electra_tf import optimization
+
+flags.DEFINE_integer("repeats", 10, "Timed calls per part.")
+
+
+def main(argv):
+    del argv
+    c, jit, model, batches = setup()
+    batch = next(batches)
+
+    def bench(name, fn, *args):
+        f = tf.function(fn, jit_compile=jit)
+        f(*args)
+        start = time.time()
+        for _ in range(FLAGS.repeats):
+            result = f(*args)
+        tf.nest.map_structure(lambda x: x.numpy(), result)
+        print(f"{name:40s} {(time.time() - start) / FLAGS.repeats * 1000:8.1f} ms", flush=True)
+
+    features = dict(batch, seed=tf.constant([1, 2]))
+    ids, mask, segments = batch["input_ids"], batch["input_mask"], batch["segment_ids"]
+
+    def forward_backward(f):
+        with tf.GradientTape() as tape:
+            total = model.compute_losses(f, model(f, training=True))[0]
+        return tape.gradient(total, model.trainable_variables)
+
+    outputs = model(features, training=True)
+    grads = forward_backward(features)
+    print(f"jit_compile={jit}, batch {c.train_batch_size} x {c.max_seq_length}")
+    bench("train step", model.train_step, batch)
+    bench("forward + backward", forward_backward, features)
+    bench("forward", lambda f: model(f, training=True)["disc_logits"], features)
+    bench("generator encoder forward", lambda: model.generator(ids, segments, mask, training=True))
+    bench("generator head forward", lambda: model.generator_head(
+        model.generator(ids, segments, mask), mask_positions=outputs["masked"]["positions"]))
+    bench("discriminator encoder forward", lambda: model.discriminator(ids, segments, mask, training=True))
+    bench("Gumbel sampling", lambda x: masking.gumbel_sample(
+        x, masking.example_seeds(tf.constant([1, 2]), c.train_batch_size), c.temperature), outputs["mlm_logits"])
+    bench("optimizer (clip, AdamW)", lambda g: optimization.apply_gradients(
+        model.optimizer, g, model.trainable_variables, c.clip_norm), grads)
+
+
+if __name__ == "__main__":
+    app.run(main)
