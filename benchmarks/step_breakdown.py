@@ -39,7 +39,7 @@ def main(argv):
     def forward_backward(f):
         with tf.GradientTape() as tape:
             total = model.compute_losses(f, model(f, training=True))[0]
-        return tape.gradient(total, model.trainable_variables)
+        return [tf.convert_to_tensor(g) for g in tape.gradient(total, model.trainable_variables)]
 
     outputs = model(features, training=True)
     grads = forward_backward(features)
