@@ -31,6 +31,8 @@ from electra_tf.pretrainer import ElectraPretrainer
 cli.define_config_flags()
 flags.DEFINE_string("input", None, "Checkpoint prefix or directory (authors_tf1), model directory (hf, native).")
 flags.DEFINE_enum("input_format", None, interop.FORMATS, "Format of --input.")
+flags.DEFINE_string("generator_input", None, "With --input_format=hf: a Hugging Face ElectraForMaskedLM dir, "
+                    "the generator that was trained with the --input discriminator.")
 flags.DEFINE_enum("output_format", "native", ("native", "hf"), "Format written to --output_dir.")
 flags.DEFINE_string("output_dir", None, "Where the converted model is written.")
 flags.DEFINE_string("vocab_file", None, "Vocabulary to ship with the model. Unset: the input's vocab.txt if it "
@@ -48,6 +50,8 @@ def load_config():
         overrides = interop.config_overrides_from_hf(FLAGS.input)
         # The size's sequence length may not fit a model with fewer positions.
         overrides["max_seq_length"] = min(config.max_seq_length, overrides["max_position_embeddings"])
+        if FLAGS.generator_input:
+            overrides.update(interop.generator_overrides_from_hf(FLAGS.generator_input, overrides))
         config = config.replace(**overrides)
     return config
 
@@ -64,6 +68,10 @@ def main(argv):
     del argv
     config = load_config()
     arrays = interop.read_checkpoint(FLAGS.input, FLAGS.input_format)
+    if FLAGS.generator_input:
+        if FLAGS.input_format != "hf":
+            raise app.UsageError("--generator_input goes with --input_format=hf")
+        arrays = interop.merge_generator(arrays, interop.read_checkpoint(FLAGS.generator_input, "hf"))
     pretrainer = ElectraPretrainer(config, {"cls": 101, "sep": 102, "mask": 103})  # Ids unused here.
     pretrainer.build_variables()
     # Convert what the source has: an HF discriminator has no generator, an

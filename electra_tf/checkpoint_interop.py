@@ -269,6 +269,48 @@ def write_hf(names, config, vocab_file, output_dir, generator=False):
         dst.write(src.read())
 
 
+def as_generator(arrays):
+    """Renames an ElectraForMaskedLM's arrays to the generator's names (embeddings stay shared)."""
+    renamed = {}
+    for name, value in arrays.items():
+        for own in ("electra/encoder/", "electra/embeddings_project/"):
+            if name.startswith(own):
+                name = "generator/" + name[len("electra/"):]
+        renamed[name] = value
+    return renamed
+
+
+def merge_generator(arrays, generator_arrays, atol=1e-6):
+    """Adds a separately stored generator to a discriminator's arrays.
+
+    ELECTRA ties the two models' embedding blocks, so released pairs carry
+    the same tables twice; tables that differ mean the pair does not belong
+    together, which is an error naming the table.
+    """
+    merged = dict(arrays)
+    for name, value in as_generator(generator_arrays).items():
+        if name in merged:
+            if merged[name].shape != value.shape or not np.allclose(merged[name], value, atol=atol):
+                raise ValueError(f"{name} differs between the discriminator and the generator; ELECTRA ties "
+                                 "their embeddings, so these two checkpoints were not trained together")
+        else:
+            merged[name] = value
+    return merged
+
+
+def generator_overrides_from_hf(model_dir, discriminator_overrides):
+    """generator_hidden_size / generator_layers from an ElectraForMaskedLM config, checked against our rules."""
+    with open(os.path.join(model_dir, "config.json")) as f:
+        hf = json.load(f)
+    hidden, layers = discriminator_overrides["hidden_size"], discriminator_overrides["num_hidden_layers"]
+    heads = max(1, hf["hidden_size"] // 64)
+    if hf["num_attention_heads"] != heads or hf["intermediate_size"] != 4 * hf["hidden_size"]:
+        raise ValueError(f"{model_dir}: generator with {hf['num_attention_heads']} heads and FFN "
+                         f"{hf['intermediate_size']}; ELECTRA generators have hidden // 64 = {heads} heads "
+                         f"and FFN 4 x hidden = {4 * hf['hidden_size']}")
+    return {"generator_hidden_size": hf["hidden_size"] / hidden, "generator_layers": hf["num_hidden_layers"] / layers}
+
+
 def config_overrides_from_hf(model_dir):
     """ElectraConfig fields read from a Hugging Face (ELECTRA or BERT) config.json."""
     with open(os.path.join(model_dir, "config.json")) as f:

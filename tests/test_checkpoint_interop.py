@@ -196,3 +196,44 @@ def test_generator_exports_to_hf_masked_lm_with_equal_logits(tmp_path):
                     token_type_ids=torch.tensor(segments, dtype=torch.long)).logits.numpy()
     expected = np.take_along_axis(logits, positions[..., None], axis=1)
     assert np.abs(ours - expected).max() <= 1e-4
+
+
+def test_hf_discriminator_and_generator_pair_converts_into_one_pretrainer(tmp_path):
+    import json
+
+    from conftest import make_pretrainer, run_script
+
+    disc = _hf_discriminator(32)
+    torch.manual_seed(1)
+    gen = transformers.ElectraForMaskedLM(transformers.ElectraConfig(
+        **dict(SMALL, hidden_size=64, num_attention_heads=1, intermediate_size=256, num_hidden_layers=1),
+        embedding_size=32)).eval()
+    gen.electra.embeddings.load_state_dict(disc.electra.embeddings.state_dict())  # Tied, as trained.
+    disc.save_pretrained(tmp_path / "disc", safe_serialization=True)
+    gen.save_pretrained(tmp_path / "gen", safe_serialization=True)
+    native = tmp_path / "native"
+    result = run_script("convert_checkpoint.py", f"--input={tmp_path / 'disc'}", "--input_format=hf",
+                        f"--generator_input={tmp_path / 'gen'}", f"--output_dir={native}")
+    assert result.returncode == 0, result.stderr[-2000:]
+
+    with open(native / "config.json") as f:
+        config = ElectraConfig.from_dict(json.load(f))
+    assert config.generator_hidden == 64 and config.generator_num_layers == 1
+    pretrainer = make_pretrainer(config)
+    assert interop.initialize_from(pretrainer, str(native)) == "native"
+    ids, mask, segments = _ids(config.vocab_size, seed=5)
+    disc_logits = pretrainer.discriminator_head(pretrainer.discriminator(ids, segments, mask)).numpy()
+    assert np.abs(disc_logits - _hf_logits(disc, ids, mask, segments))[mask.astype(bool)].max() <= 1e-4
+    positions = np.tile(np.arange(1, 6, dtype=np.int32), (3, 1))
+    ours = pretrainer.generator_head(pretrainer.generator(ids, segments, mask), mask_positions=positions).numpy()
+    with torch.no_grad():
+        logits = gen(input_ids=torch.tensor(ids, dtype=torch.long), attention_mask=torch.tensor(mask),
+                     token_type_ids=torch.tensor(segments, dtype=torch.long)).logits.numpy()
+    assert np.abs(ours - np.take_along_axis(logits, positions[..., None], axis=1)).max() <= 1e-4
+
+    with torch.no_grad():  # A generator from another run: its embeddings differ.
+        gen.electra.embeddings.word_embeddings.weight.add_(0.1)
+    gen.save_pretrained(tmp_path / "other", safe_serialization=True)
+    mismatch = run_script("convert_checkpoint.py", f"--input={tmp_path / 'disc'}", "--input_format=hf",
+                          f"--generator_input={tmp_path / 'other'}", f"--output_dir={tmp_path / 'x'}")
+    assert mismatch.returncode != 0 and "word_embeddings differs between" in mismatch.stderr
