@@ -1,7 +1,7 @@
 """Dynamic masking and replaced-token construction, inside the training graph.
 
-Everything has static shapes and uses stateless random ops driven by
-per-example seeds, so an example's masks and samples depend only on the run's
+Everything has static shapes and uses a stateless counter-based generator
+driven by per-example seeds, so an example's masks and samples depend only on the run's
 seed, the step and the example's index in the global batch: not on the
 replica count or micro-batching. It compiles under XLA and runs on TPUs.
 """

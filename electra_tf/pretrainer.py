@@ -19,8 +19,9 @@ class ElectraPretrainer(keras.Model):
     alone, for the paper's equal-compute baseline.
 
     Randomness (masking, sampling) is stateless, seeded by `config.seed`, the
-    optimizer step and the replica id: a step is reproducible and a resumed
-    run continues exactly.
+    optimizer step and each example's index in the global batch: a step is
+    reproducible, a resumed run continues exactly, and the replica count or
+    `gradient_accumulation_steps` do not change an example's masks.
 
     Args:
       config: an `ElectraConfig`.
