@@ -114,7 +114,8 @@ class Trainer:
         start_step = self.step
         if start_step >= num_steps:
             logging.info("already trained for %d steps; nothing to do", start_step)
-            return {"steps": start_step, "tokens": 0, "wall_seconds": 0.0, "tokens_per_second": 0.0}
+            return {"steps": start_step, "tokens": 0, "wall_seconds": 0.0, "tokens_per_second": 0.0,
+                    "preempted": False}
 
         step_fn = tf.function(self.model.train_step, jit_compile=self.jit_compile)
 
@@ -123,54 +124,62 @@ class Trainer:
             for _ in tf.range(loop_steps):
                 self.strategy.run(step_fn, args=(next(iterator),))
 
-        self._catch_sigterm()
-        nonfinite_before = int(self.guard.nonfinite_steps.numpy()) if self.guard is not None else 0
-        writer = tf.summary.create_file_writer(os.path.join(self.model_dir, "train")) if self.chief \
-            else tf.summary.create_noop_writer()
-        progress = keras.utils.Progbar(num_steps, stateful_metrics=None, unit_name="step")
-        begin = time.time()
-        logs = {}
-        saved_step = start_step
-        while self.step < num_steps:
-            loop_steps = min(steps_per_loop, num_steps - self.step)
-            loop_start = time.time()
-            for metric in self.model.metrics:
-                metric.reset_state()
-            train_loop(iterator, tf.constant(loop_steps))
-            seconds = time.time() - loop_start
-            logs = {m.name: float(m.result()) for m in self.model.metrics}
-            logs["learning_rate"] = float(self.model.optimizer.learning_rate)
-            logs["tokens_per_second"] = loop_steps * tokens_per_step / seconds
-            if self.guard is not None:
-                logs["loss_scale"] = float(self.guard.loss_scale.numpy())
-                logs["nonfinite_steps"] = int(self.guard.nonfinite_steps.numpy())
-            with writer.as_default(step=self.step):
-                for name, value in logs.items():
-                    tf.summary.scalar(name, value)
-            progress.update(self.step, [(k, v) for k, v in logs.items() if k != "tokens_per_second"]
-                            + [("tok/s", logs["tokens_per_second"])])
-            if manager.save(checkpoint_number=self.step, check_interval=True):
-                saved_step = self.step
-            self._check_finite(logs, manager, nonfinite_before)
-            if on_loop_end:
-                on_loop_end(self.step, logs)
+        previous_handler = self._catch_sigterm()
+        try:
+            nonfinite_before = int(self.guard.nonfinite_steps.numpy()) if self.guard is not None else 0
+            writer = tf.summary.create_file_writer(os.path.join(self.model_dir, "train")) if self.chief \
+                else tf.summary.create_noop_writer()
+            progress = keras.utils.Progbar(num_steps, stateful_metrics=None, unit_name="step")
+            begin = time.time()
+            logs = {}
+            saved_step = start_step
+            while self.step < num_steps:
+                loop_steps = min(steps_per_loop, num_steps - self.step)
+                loop_start = time.time()
+                for metric in self.model.metrics:
+                    metric.reset_state()
+                train_loop(iterator, tf.constant(loop_steps))
+                seconds = time.time() - loop_start
+                logs = {m.name: float(m.result()) for m in self.model.metrics}
+                logs["learning_rate"] = float(self.model.optimizer.learning_rate)
+                logs["tokens_per_second"] = loop_steps * tokens_per_step / seconds
+                if self.guard is not None:
+                    logs["loss_scale"] = float(self.guard.loss_scale.numpy())
+                    logs["nonfinite_steps"] = int(self.guard.nonfinite_steps.numpy())
+                with writer.as_default(step=self.step):
+                    for name, value in logs.items():
+                        tf.summary.scalar(name, value)
+                progress.update(self.step, [(k, v) for k, v in logs.items() if k != "tokens_per_second"]
+                                + [("tok/s", logs["tokens_per_second"])])
+                if manager.save(checkpoint_number=self.step, check_interval=True):
+                    saved_step = self.step
+                self._check_finite(logs, manager, nonfinite_before)
+                if on_loop_end:
+                    on_loop_end(self.step, logs)
+                if self.preempted.is_set():
+                    break
+            if saved_step != self.step:
+                manager.save(checkpoint_number=self.step)
             if self.preempted.is_set():
-                break
-        if saved_step != self.step:
-            manager.save(checkpoint_number=self.step)
-        if self.preempted.is_set():
-            logging.warning("SIGTERM: saved step %d to %s; run the same command again to resume",
-                            self.step, manager.latest_checkpoint)
-        writer.flush()
-        wall = time.time() - begin
-        tokens = (self.step - start_step) * tokens_per_step
-        return {**logs, "steps": self.step, "tokens": tokens, "wall_seconds": wall,
-                "tokens_per_second": tokens / wall, "preempted": self.preempted.is_set()}
+                logging.warning("SIGTERM: saved step %d to %s; run the same command again to resume",
+                                self.step, manager.latest_checkpoint)
+            writer.flush()
+            wall = time.time() - begin
+            tokens = (self.step - start_step) * tokens_per_step
+            return {**logs, "steps": self.step, "tokens": tokens, "wall_seconds": wall,
+                    "tokens_per_second": tokens / wall, "preempted": self.preempted.is_set()}
+        finally:
+            if previous_handler is not None:  # Leave the process's SIGTERM handling as it was.
+                signal.signal(signal.SIGTERM, previous_handler)
 
     def _catch_sigterm(self):
-        """On SIGTERM (a preempted VM or TPU), finish the current loop, checkpoint and return."""
+        """On SIGTERM (a preempted VM or TPU), finish the current loop, checkpoint and return.
+
+        Returns the handler it replaced (None off the main thread, where it cannot install one).
+        """
         if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, lambda signum, frame: self.preempted.set())
+            return signal.signal(signal.SIGTERM, lambda signum, frame: self.preempted.set())
+        return None
 
     def _check_finite(self, logs, manager, nonfinite_before):
         if self.guard is None or self.skip_nonfinite or logs["nonfinite_steps"] == nonfinite_before:

@@ -36,6 +36,11 @@ def test_run_pretraining_end_to_end_and_resume(demo_data_dir, tmp_path):
     assert started.returncode == 0, started.stderr[-3000:]
     assert f"initialised from {model_dir} (native)" in started.stderr
 
+    # Re-running a finished command is a no-op that still succeeds.
+    again = run_script("run_pretraining.py", *args, "--num_train_steps=6", "--do_eval=false")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "already trained for 6 steps" in again.stderr
+
 
 def test_run_pretraining_bad_flags_give_clear_errors(demo_data_dir, tmp_path):
     cases = [
