@@ -66,11 +66,11 @@ def vocab_file():
 
 def main(argv):
     del argv
+    if FLAGS.generator_input and FLAGS.input_format != "hf":
+        raise app.UsageError("--generator_input goes with --input_format=hf")
     config = load_config()
     arrays = interop.read_checkpoint(FLAGS.input, FLAGS.input_format)
     if FLAGS.generator_input:
-        if FLAGS.input_format != "hf":
-            raise app.UsageError("--generator_input goes with --input_format=hf")
         arrays = interop.merge_generator(arrays, interop.read_checkpoint(FLAGS.generator_input, "hf"))
     pretrainer = ElectraPretrainer(config, {"cls": 101, "sep": 102, "mask": 103})  # Ids unused here.
     pretrainer.build_variables()

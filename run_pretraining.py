@@ -89,7 +89,9 @@ def main(argv):
         pretrainer.build_variables()
         pretrainer.compile(optimizer=optimization.create_optimizer(config))
         pretrainer.optimizer.build(pretrainer.trainable_variables)
-    if FLAGS.init_checkpoint and tf.train.latest_checkpoint(model_dir) is None:
+    # Decided from the chief's checkpoints, so every worker agrees (evaluation is a collective op).
+    fresh_start = tf.train.latest_checkpoint(model_dir) is None
+    if FLAGS.init_checkpoint and fresh_start:
         with strategy.scope():
             source = checkpoint_interop.initialize_from(pretrainer, FLAGS.init_checkpoint)
         logging.info("initialised from %s (%s)", FLAGS.init_checkpoint, source)
@@ -110,8 +112,7 @@ def main(argv):
                "per_replica_batch": per_replica_batch, "replicas": strategy.num_replicas_in_sync,
                "mixed_precision": FLAGS.mixed_precision, "jit_compile": trainer.jit_compile}
     initial_path = os.path.join(model_dir, "initial_eval.json")
-    # Decided from the chief's checkpoints, so every worker agrees (evaluation is a collective op).
-    if FLAGS.do_eval and tf.train.latest_checkpoint(model_dir) is None:
+    if FLAGS.do_eval and fresh_start:
         initial = trainer.evaluate(eval_dataset(), config.num_eval_steps)
         if trainer.chief:
             with open(initial_path, "w") as f:

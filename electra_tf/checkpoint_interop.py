@@ -65,9 +65,12 @@ def _relative(variable, layer):
         else variable.path.split(f"{layer.name}/", 1)[-1]
 
 
-def encoder_names(encoder, prefix, embeddings_prefix="electra/embeddings"):
-    """{authors' name: variable} for an `ElectraEncoder` under `prefix` (`electra` or `generator`)."""
-    names = {f"{embeddings_prefix}/{_EMBEDDING_NAMES[_relative(v, encoder.embeddings)]}": v
+def encoder_names(encoder, prefix):
+    """{authors' name: variable} for an `ElectraEncoder` under `prefix` (`electra` or `generator`).
+
+    The embedding block is always `electra/embeddings`: the generator shares it.
+    """
+    names = {f"electra/embeddings/{_EMBEDDING_NAMES[_relative(v, encoder.embeddings)]}": v
              for v in encoder.embeddings.weights}
     if encoder.embeddings_project is not None:
         for v in encoder.embeddings_project.weights:
@@ -99,42 +102,41 @@ def variable_names(pretrainer):
     return names
 
 
-def assign(names, arrays, allow_unused=()):
+def assign(names, arrays):
     """Copies `arrays` into the variables of `names`, checking both sides completely.
 
     Args:
       names: {authors' name: variable}.
       arrays: {authors' name: numpy array} from `read_checkpoint`.
-      allow_unused: name prefixes of `arrays` the caller knowingly leaves out
-        (e.g. the generator when only the discriminator is wanted).
 
     Raises:
       ValueError naming every missing or unused variable, or a shape mismatch.
     """
     missing = sorted(set(names) - set(arrays))
-    unused = sorted(n for n in set(arrays) - set(names) if not n.startswith(tuple(allow_unused)))
+    unused = sorted(set(arrays) - set(names))
     if missing or unused:
         raise ValueError(f"checkpoint does not match the model: missing {missing[:10]}"
                          f"{' ...' if len(missing) > 10 else ''} ({len(missing)}), unused {unused[:10]}"
                          f"{' ...' if len(unused) > 10 else ''} ({len(unused)})")
     for name, variable in names.items():
-        value = arrays[name]
-        if value.size != np.prod(variable.shape):
-            raise ValueError(f"{name}: checkpoint shape {value.shape} does not fit the model's {variable.shape}")
+        value, expected = arrays[name], _authors_shape(name, tuple(variable.shape))
+        if value.shape != expected:
+            raise ValueError(f"{name}: checkpoint shape {value.shape} does not fit the model's {expected}")
         variable.assign(value.reshape(variable.shape).astype(variable.dtype))
 
 
 def model_arrays(names):
     """The model's weights in the canonical form (authors' names and layout)."""
-    arrays = {}
-    for name, variable in names.items():
-        value = np.asarray(variable.numpy())
-        if name.endswith("/kernel") and value.ndim == 3:  # Attention kernels back to [in, out].
-            value = value.reshape(-1, value.shape[-1]) if "output" in name else value.reshape(value.shape[0], -1)
-        elif value.ndim == 2 and name.endswith("/bias"):
-            value = value.reshape(-1)
-        arrays[name] = value
-    return arrays
+    return {name: np.asarray(v.numpy()).reshape(_authors_shape(name, tuple(v.shape))) for name, v in names.items()}
+
+
+def _authors_shape(name, shape):
+    """The authors' shape of a variable: keras-hub splits attention weights by head, they did not."""
+    if name.endswith("/kernel") and len(shape) == 3:  # [in, heads, size] or, for the output, [heads, size, out].
+        return (shape[0] * shape[1], shape[2]) if "/output/" in name else (shape[0], shape[1] * shape[2])
+    if name.endswith("/bias") and len(shape) == 2:  # [heads, size].
+        return (shape[0] * shape[1],)
+    return shape
 
 
 # --- Reading ---
@@ -349,7 +351,8 @@ def _read_native(path):
     for key in reader.get_variable_to_shape_map():
         match = re.fullmatch(r"weights/(.+)/\.ATTRIBUTES/VARIABLE_VALUE", key)
         if match:  # Object names escape "/" as ".S" and "." as "..".
-            arrays[match.group(1).replace(".S", "/").replace("..", ".")] = reader.get_tensor(key)
+            name, value = match.group(1).replace(".S", "/").replace("..", "."), reader.get_tensor(key)
+            arrays[name] = value.reshape(_authors_shape(name, value.shape))  # Saved in the model's own shapes.
     if not arrays:
         raise ValueError(f"{path}: no electra_tf weights in this checkpoint")
     return arrays

@@ -6,6 +6,8 @@ seed, the step and the example's index in the global batch: not on the
 replica count or micro-batching. It compiles under XLA and runs on TPUs.
 """
 
+import math
+
 import tensorflow as tf
 
 # The authors keep 15% of the chosen positions as the original token and put
@@ -35,10 +37,7 @@ def example_uniform(seeds, shape):
     computation (fast on CPU, GPU and TPU, XLA included), and being integer
     arithmetic it gives bit-identical numbers with and without XLA.
     """
-    size = 1
-    for dim in shape:
-        size *= dim
-    counter = tf.range(size, dtype=tf.int32)[None]
+    counter = tf.range(math.prod(shape), dtype=tf.int32)[None]
     key0, key1 = (tf.bitcast(seeds[:, k:k + 1], tf.uint32) for k in (0, 1))
     bits = _hash(tf.bitcast(counter, tf.uint32) ^ _hash(key0 ^ _hash(key1 + _GOLDEN)))
     bits = _hash(bits + key0)
@@ -81,11 +80,11 @@ def mask_inputs(input_ids, input_mask, seeds, *, mask_prob, max_predictions, spe
       ids at the positions), `weights` (1.0 for real slots, 0.0 for unused).
     """
     length = input_ids.shape[1]
-    count = num_predictions(input_ids, input_mask, mask_prob=mask_prob, max_predictions=max_predictions,
-                            special_ids=special_ids)
+    candidates = _candidates(input_ids, input_mask, special_ids)
+    count = _count(candidates, input_mask, mask_prob, max_predictions)
     # Top-k of uniform scores restricted to candidates samples without replacement.
     draws = example_uniform(seeds, [length + max_predictions])
-    scores = tf.where(_candidates(input_ids, input_mask, special_ids), draws[:, :length], -1.0)
+    scores = tf.where(candidates, draws[:, :length], -1.0)
     positions = tf.math.top_k(scores, k=max_predictions, sorted=True).indices
     weights = tf.sequence_mask(count, max_predictions)
     positions = tf.where(weights, positions, 0)
@@ -112,10 +111,13 @@ def num_predictions(input_ids, input_mask, *, mask_prob, max_predictions, specia
     number of maskable tokens. Knowing it before masking lets a step that is
     split into micro-batches normalise the loss by the whole batch's count.
     """
+    return _count(_candidates(input_ids, input_mask, special_ids), input_mask, mask_prob, max_predictions)
+
+
+def _count(candidates, input_mask, mask_prob, max_predictions):
     num_tokens = tf.reduce_sum(tf.cast(input_mask, tf.float32), axis=-1)
     wanted = tf.maximum(1, tf.minimum(max_predictions, tf.cast(tf.round(num_tokens * mask_prob), tf.int32)))
-    available = tf.reduce_sum(tf.cast(_candidates(input_ids, input_mask, special_ids), tf.int32), axis=-1)
-    return tf.minimum(wanted, available)
+    return tf.minimum(wanted, tf.reduce_sum(tf.cast(candidates, tf.int32), axis=-1))
 
 
 def scatter_into(sequence, positions, values, weights):

@@ -129,7 +129,7 @@ class UpdateGuard(keras.layers.Layer):
         return [None if g is None else tf.convert_to_tensor(g) / self.loss_scale for g in grads]
 
     def update(self, grads_finite, loss_finite, step):
-        """Records one step's outcome; returns whether its update may be applied."""
+        """Records one step's outcome (its update is applied only if `grads_finite`)."""
         overflow = tf.logical_and(loss_finite, tf.logical_not(grads_finite)) if self.dynamic_loss_scale \
             else tf.constant(False)
         fault = tf.logical_not(grads_finite) & tf.logical_not(overflow)
@@ -140,7 +140,6 @@ class UpdateGuard(keras.layers.Layer):
         self.good_steps.assign(tf.where(grow, tf.zeros_like(good), good))
         self.nonfinite_steps.assign_add(tf.cast(fault, tf.int64))
         self.last_nonfinite_step.assign(tf.where(fault, tf.cast(step, tf.int64), self.last_nonfinite_step))
-        return grads_finite
 
     def get_config(self):
         config = super().get_config()
@@ -178,7 +177,7 @@ def apply_gradients(optimizer, grads, variables, clip_norm, guard=None, loss=Non
     finite = tf.math.is_finite(norm)
     if guard is not None:
         loss_finite = tf.math.is_finite(loss) if loss is not None else finite
-        finite = guard.update(finite, loss_finite, optimizer.iterations)
+        guard.update(finite, loss_finite, optimizer.iterations)
     # With a non-finite norm, clipping would turn every gradient into NaN; the
     # update is skipped then, so clip by a finite stand-in.
     grads, _ = tf.clip_by_global_norm(grads, clip_norm, use_norm=tf.where(finite, norm, 1.0))

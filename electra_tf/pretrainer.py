@@ -238,4 +238,3 @@ class _PretrainingMetrics:
             for metric in (self.disc_accuracy, self.disc_precision, self.disc_recall, self.disc_auc):
                 metric.update_state(labels, probs, sample_weight=mask)
             self.replaced_fraction.update_state(tf.cast(labels, tf.float32), sample_weight=mask)
-

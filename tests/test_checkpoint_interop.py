@@ -237,3 +237,35 @@ def test_hf_discriminator_and_generator_pair_converts_into_one_pretrainer(tmp_pa
     mismatch = run_script("convert_checkpoint.py", f"--input={tmp_path / 'disc'}", "--input_format=hf",
                           f"--generator_input={tmp_path / 'other'}", f"--output_dir={tmp_path / 'x'}")
     assert mismatch.returncode != 0 and "word_embeddings differs between" in mismatch.stderr
+
+
+def test_unreadable_sources_get_errors_that_name_them(tmp_path):
+    import json
+
+    from conftest import run_script
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match=f"{empty}: neither an electra_tf model dir"):
+        interop.detect_format(str(empty))
+    (empty / "config.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match=f"{empty}: no model.safetensors or pytorch_model.bin"):
+        interop.read_checkpoint(str(empty), "hf")
+    with pytest.raises(ValueError, match="--input_format='onnx'"):
+        interop.read_checkpoint(str(empty), "onnx")
+    foreign = str(tmp_path / "foreign" / "ckpt")
+    tf.train.Checkpoint(v=tf.Variable(1.0)).save(foreign)
+    with pytest.raises(ValueError, match="no electra_tf weights in this checkpoint"):
+        interop.read_checkpoint(str(tmp_path / "foreign"), "native")
+
+    generator = tmp_path / "gen"
+    generator.mkdir()
+    (generator / "config.json").write_text(json.dumps(
+        {"hidden_size": 64, "num_attention_heads": 4, "intermediate_size": 256, "num_hidden_layers": 1}))
+    with pytest.raises(ValueError, match="generator with 4 heads and FFN 256; ELECTRA generators have "
+                                         "hidden // 64 = 1 heads"):
+        interop.generator_overrides_from_hf(str(generator), {"hidden_size": 64, "num_hidden_layers": 2})
+
+    wrong = run_script("convert_checkpoint.py", f"--input={empty}", "--input_format=native",
+                       f"--generator_input={generator}", f"--output_dir={tmp_path / 'out'}")
+    assert wrong.returncode != 0 and "--generator_input goes with --input_format=hf" in wrong.stderr

@@ -41,6 +41,7 @@ def test_overrides_from_hparams_string_and_file(tmp_path):
     ({"objective": "gan"}, "objective must be one of"),
     ({"learning_rate": "fast"}, "learning_rate must be float"),
     ({"max_seq_length": 1024}, "exceeds max_position_embeddings"),
+    ({"gradient_accumulation_steps": 3}, "train_batch_size 32 is not divisible by gradient_accumulation_steps 3"),
 ])
 def test_bad_overrides_name_the_culprit(overrides, message):
     with pytest.raises(ValueError, match=message):
