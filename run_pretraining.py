@@ -12,6 +12,7 @@ writing `<model_dir>/pretraining_summary.json`.
 
 import json
 import os
+import shutil
 
 from absl import app
 from absl import flags
@@ -80,7 +81,9 @@ def main(argv):
     tokenizer = tokenization.WordPieceTokenizer(vocab_file, lower_case=config.do_lower_case)
     if tokenizer.vocab_size != config.vocab_size:
         raise ValueError(f"{vocab_file} has {tokenizer.vocab_size} tokens but vocab_size is {config.vocab_size}")
+    # With the vocab and config beside its checkpoints, the model dir is an electra_tf model dir.
     config.to_json_file(os.path.join(model_dir, "config.json"))
+    shutil.copyfile(vocab_file, os.path.join(model_dir, "vocab.txt"))
 
     keras.utils.set_random_seed(config.seed)  # The same command gives the same initial weights.
     with strategy.scope():

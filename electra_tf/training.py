@@ -159,7 +159,7 @@ class Trainer:
                 if self.preempted.is_set():
                     break
             if saved_step != self.step:
-                manager.save(checkpoint_number=self.step)
+                manager.save(checkpoint_number=self.step, check_interval=False)
             if self.preempted.is_set():
                 logging.warning("SIGTERM: saved step %d to %s; run the same command again to resume",
                                 self.step, manager.latest_checkpoint)

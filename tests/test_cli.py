@@ -1,6 +1,8 @@
 import json
 import os
 
+import tensorflow as tf
+
 from conftest import run_script
 from electra_tf import checkpoint_interop
 
@@ -13,12 +15,14 @@ def test_run_pretraining_end_to_end_and_resume(demo_data_dir, tmp_path):
     args = [f"--data_dir={demo_data_dir}", f"--model_dir={model_dir}", *TINY]
     first = run_script("run_pretraining.py", *args, "--num_train_steps=3")
     assert first.returncode == 0, first.stderr[-3000:]
-    second = run_script("run_pretraining.py", *args, "--num_train_steps=6")
+    second = run_script("run_pretraining.py", *args, "--num_train_steps=7")
     assert second.returncode == 0, second.stderr[-3000:]
     assert "resumed from" in second.stderr and "ckpt-3" in second.stderr
+    # The last step is saved even when it falls between two checkpoint intervals.
+    assert os.path.basename(tf.train.latest_checkpoint(model_dir)) == "ckpt-7"
     with open(os.path.join(model_dir, "pretraining_summary.json")) as f:
         summary = json.load(f)
-    assert summary["steps"] == 6 and summary["tokens"] == 3 * 8 * 64
+    assert summary["steps"] == 7 and summary["tokens"] == 4 * 8 * 64
     for key in ("wall_seconds", "tokens_per_second", "disc_auc", "disc_accuracy", "gen_accuracy",
                 "mlm_loss", "disc_loss"):
         assert isinstance(summary[key], float), key
@@ -26,6 +30,7 @@ def test_run_pretraining_end_to_end_and_resume(demo_data_dir, tmp_path):
     assert os.listdir(os.path.join(model_dir, "train")) and os.listdir(os.path.join(model_dir, "eval"))
     with open(os.path.join(model_dir, "config.json")) as f:
         assert json.load(f)["max_seq_length"] == 64
+    assert open(os.path.join(model_dir, "vocab.txt")).read().splitlines()[101:104] == ["[CLS]", "[SEP]", "[MASK]"]
 
     # The run's model dir is an electra_tf model dir: --init_checkpoint takes it, under the authors' names.
     weights = checkpoint_interop.read_checkpoint(model_dir, "native")
@@ -37,9 +42,9 @@ def test_run_pretraining_end_to_end_and_resume(demo_data_dir, tmp_path):
     assert f"initialised from {model_dir} (native)" in started.stderr
 
     # Re-running a finished command is a no-op that still succeeds.
-    again = run_script("run_pretraining.py", *args, "--num_train_steps=6", "--do_eval=false")
+    again = run_script("run_pretraining.py", *args, "--num_train_steps=7", "--do_eval=false")
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "already trained for 6 steps" in again.stderr
+    assert "already trained for 7 steps" in again.stderr
 
 
 def test_run_pretraining_bad_flags_give_clear_errors(demo_data_dir, tmp_path):
