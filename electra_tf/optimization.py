@@ -1,4 +1,6 @@
-"""The authors' learning-rate schedule and AdamW with decoupled weight decay."""
+"""The authors' learning-rate schedule, Adam with decoupled weight decay, and gradient application."""
+
+import re
 
 import keras
 from keras import ops
@@ -49,11 +51,51 @@ class ElectraSchedule(keras.optimizers.schedules.LearningRateSchedule):
                     warmup_steps=self.warmup_steps, power=self.power)
 
 
-def create_optimizer(config, learning_rate=None, total_steps=None, warmup_steps=None):
-    """Keras AdamW configured as the authors' `AdamWeightDecayOptimizer`.
+@keras.saving.register_keras_serializable(package="electra_tf")
+class AdamWeightDecay(keras.optimizers.Adam):
+    """Adam with decoupled weight decay and per-variable learning-rate multipliers.
 
-    Differences from the authors' optimizer, kept on purpose because Keras'
-    AdamW is the maintained, distribution-aware implementation: Keras applies
+    The update of a variable with multiplier `m` is the authors':
+    `w -= lr * m * (adam_step(g) + weight_decay_rate * w)`, so layer-wise
+    learning-rate decay scales the weight decay too (Keras' AdamW decays with
+    the base rate and has no per-variable rates).
+
+    Args:
+      weight_decay_rate: decoupled weight decay (not on `NO_DECAY` names).
+      lr_multipliers: optional (variable, multiplier) pairs; others get 1.0.
+      **kwargs: `keras.optimizers.Adam` arguments.
+
+    Example:
+    ```python
+    optimizer = AdamWeightDecay(0.01, [(embedding_table, 0.5)], learning_rate=1e-4, epsilon=1e-6)
+    ```
+    """
+
+    def __init__(self, weight_decay_rate=0.0, lr_multipliers=None, **kwargs):
+        super().__init__(**kwargs)
+        self.weight_decay_rate = weight_decay_rate
+        self._multipliers = {self._var_key(v): float(m) for v, m in (lr_multipliers or ())}
+        self.exclude_from_weight_decay(var_names=list(NO_DECAY))
+
+    def lr_multiplier(self, variable):
+        return self._multipliers.get(self._var_key(variable), 1.0)
+
+    def update_step(self, gradient, variable, learning_rate):
+        learning_rate = ops.cast(learning_rate, variable.dtype) * self.lr_multiplier(variable)
+        if self.weight_decay_rate and self._use_weight_decay(variable):
+            variable.assign_sub(variable * ops.cast(self.weight_decay_rate, variable.dtype) * learning_rate)
+        super().update_step(gradient, variable, learning_rate)
+
+    def get_config(self):
+        # Multipliers are keyed by live variables and are not serialised.
+        return {**super().get_config(), "weight_decay_rate": self.weight_decay_rate}
+
+
+def create_optimizer(config, total_steps=None, warmup_steps=None, lr_multipliers=None):
+    """Adam with decoupled weight decay, configured as the authors' `AdamWeightDecayOptimizer`.
+
+    Difference from the authors' optimizer, kept on purpose because Keras'
+    Adam is the maintained, distribution-aware implementation: Keras applies
     Adam's bias correction (the authors did not; with beta2=0.999 this mainly
     damps the first few thousand updates) and adds epsilon to the
     uncorrected second-moment root.
@@ -63,19 +105,55 @@ def create_optimizer(config, learning_rate=None, total_steps=None, warmup_steps=
 
     Args:
       config: an `ElectraConfig` (optimiser fields).
-      learning_rate, total_steps, warmup_steps: override the config's
-        pre-training values (fine-tuning passes its own).
+      total_steps, warmup_steps: override the config's `num_train_steps` and
+        `num_warmup_steps` (fine-tuning counts them from epochs).
+      lr_multipliers: (variable, multiplier) pairs, for layer-wise learning-rate decay.
     """
     schedule = ElectraSchedule(
-        config.learning_rate if learning_rate is None else learning_rate,
+        config.learning_rate,
         config.num_train_steps if total_steps is None else total_steps,
         config.num_warmup_steps if warmup_steps is None else warmup_steps,
         config.lr_decay_power)
-    optimizer = keras.optimizers.AdamW(
-        learning_rate=schedule, weight_decay=config.weight_decay_rate, beta_1=config.adam_beta_1,
+    return AdamWeightDecay(
+        config.weight_decay_rate, lr_multipliers, learning_rate=schedule, beta_1=config.adam_beta_1,
         beta_2=config.adam_beta_2, epsilon=config.adam_epsilon)
-    optimizer.exclude_from_weight_decay(var_names=list(NO_DECAY))
-    return optimizer
+
+
+def layerwise_lr_multipliers(names, num_layers, decay, authors_off_by_one=False):
+    """Layer-wise learning-rate decay: `decay ** (top - depth)` for each variable.
+
+    Depth 0 is the embedding block (and `embeddings_project`), layer `i` is
+    depth `i + 1`, and the task head (`task_specific/`) is the top. The
+    correct top is `num_layers + 1`, so the last layer gets `decay ** 1`; the
+    authors' code put the head at `num_layers + 2`, giving every layer one
+    extra factor of `decay` (`authors_off_by_one=True` reproduces it).
+
+    Args:
+      names: {authors' name: variable} of the encoder and the task head.
+      num_layers: transformer layers of the encoder.
+      decay: the per-layer factor (0.8 for small and base, 0.9 for large).
+      authors_off_by_one: use the released code's depth for the head.
+
+    Returns:
+      {authors' name: multiplier}.
+
+    Raises:
+      ValueError naming a variable that belongs to no depth.
+    """
+    top = num_layers + (2 if authors_off_by_one else 1)
+    multipliers = {}
+    for name in names:
+        layer = re.search(r"/encoder/layer_(\d+)/", name)
+        if layer:
+            depth = int(layer.group(1)) + 1
+        elif "/embeddings/" in name or "/embeddings_project/" in name:
+            depth = 0
+        elif name.startswith("task_specific/"):
+            depth = top
+        else:
+            raise ValueError(f"layer-wise learning rates: no depth for {name!r}")
+        multipliers[name] = decay ** (top - depth)
+    return multipliers
 
 
 @keras.saving.register_keras_serializable(package="electra_tf")

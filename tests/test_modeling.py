@@ -86,7 +86,7 @@ def test_weight_decay_skips_layer_norm_and_biases(small_pretrainer):
     assert decayed and all(p.endswith(("kernel", "embeddings")) for p in decayed)
     skipped = {v.path for v in small_pretrainer.trainable_variables} - decayed
     assert any("layer_norm/gamma" in p for p in skipped) and any(p.endswith("output_bias") for p in skipped)
-    assert opt.epsilon == 1e-6 and opt.weight_decay == 0.01
+    assert opt.epsilon == 1e-6 and opt.weight_decay_rate == 0.01
 
 
 def test_global_norm_clipping_is_applied():
