@@ -43,14 +43,14 @@ def set_precision(flag_values):
     keras.mixed_precision.set_global_policy(flag_values.mixed_precision)
 
 
-def load_config(flag_values):
-    """Config file, then `--hparams`, then individual flags (the most specific wins)."""
+def load_config(flag_values, task=None):
+    """Config file (with its fine-tuning values for a `task`), then `--hparams`, then flags: the most specific wins."""
     overrides = config_lib.parse_hparams(flag_values.hparams)
     for name in config_lib.field_types():
         value = flag_values[name].value
         if value is not None:
             overrides[name] = value
-    return config_lib.ElectraConfig.from_size(flag_values.model_size, overrides)
+    return config_lib.ElectraConfig.from_size(flag_values.model_size, overrides, task=task)
 
 
 def jit_compile(flag_values):

@@ -12,6 +12,7 @@ import os
 from typing import Any, Mapping, Optional
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+TASKS_FILE = os.path.join(CONFIG_DIR, "finetuning", "tasks.json")
 OBJECTIVES = ("electra", "mlm")
 
 
@@ -68,6 +69,12 @@ class ElectraConfig:
     steps_per_loop: int
     do_lower_case: bool
     seed: int
+    # Fine-tuning. `finetuning` holds the values that replace pre-training's
+    # for a fine-tuning run (`from_size(..., task=...)`), under the same names.
+    layerwise_lr_decay: float
+    num_train_epochs: float
+    warmup_proportion: float
+    finetuning: dict
 
     def __post_init__(self):
         _check_types(self)
@@ -76,7 +83,7 @@ class ElectraConfig:
             "num_attention_heads", "intermediate_size", "max_position_embeddings",
             "type_vocab_size", "max_seq_length", "num_train_steps", "train_batch_size", "gradient_accumulation_steps",
             "eval_batch_size", "save_checkpoints_steps", "keep_checkpoint_max",
-            "steps_per_loop", "learning_rate", "temperature",
+            "steps_per_loop", "learning_rate", "temperature", "num_train_epochs",
         )
         for name in positive:
             if getattr(self, name) <= 0:
@@ -99,6 +106,11 @@ class ElectraConfig:
                 f"gradient_accumulation_steps {self.gradient_accumulation_steps}")
         if self.num_warmup_steps < 0 or self.num_eval_steps < 0:
             raise ValueError("config: num_warmup_steps and num_eval_steps must be >= 0")
+        if not 0.0 < self.layerwise_lr_decay <= 1.0 or not 0.0 <= self.warmup_proportion < 1.0:
+            raise ValueError("config: layerwise_lr_decay must be in (0, 1] and warmup_proportion in [0, 1)")
+        unknown = sorted(set(self.finetuning) - {f.name for f in dataclasses.fields(self)} - {"finetuning"})
+        if unknown:
+            raise ValueError(f"config: unknown key(s) {unknown} in finetuning")
 
     # Derived sizes, computed the authors' way rather than stored twice.
     @property
@@ -148,12 +160,21 @@ class ElectraConfig:
         return cls.from_dict(_read_json(path), source=path)
 
     @classmethod
-    def from_size(cls, model_size: str, overrides: Optional[Mapping[str, Any]] = None) -> "ElectraConfig":
-        """Loads `configs/<model_size>.json`, then applies `overrides`."""
+    def from_size(cls, model_size: str, overrides: Optional[Mapping[str, Any]] = None,
+                  task: Optional[str] = None) -> "ElectraConfig":
+        """Loads `configs/<model_size>.json`, then applies `overrides`.
+
+        With a fine-tuning `task`, the file's `finetuning` values and the task's
+        entry in `configs/finetuning/tasks.json` (RTE and STS-B train for 10
+        epochs) come before `overrides`, so flags still have the last word.
+        """
         path = os.path.join(CONFIG_DIR, f"{model_size}.json")
         if not os.path.exists(path):
             raise ValueError(f"unknown model size {model_size!r}: choose one of {available_sizes()}")
         values = _read_json(path)
+        if task is not None:
+            values.update(values.get("finetuning", {}))
+            values.update(_read_json(TASKS_FILE).get(task, {}))
         values.update(overrides or {})
         return cls.from_dict(values, source=f"{path} with overrides")
 
@@ -182,8 +203,8 @@ def parse_hparams(hparams: Optional[str]) -> dict:
 
 
 def field_types() -> dict:
-    """Maps each config field name to its Python type, for defining flags."""
-    return {f.name: f.type for f in dataclasses.fields(ElectraConfig)}
+    """Maps each config field name to its Python type, for defining flags (`finetuning` is set by --hparams)."""
+    return {f.name: f.type for f in dataclasses.fields(ElectraConfig) if f.type is not dict}
 
 
 def _read_json(path):
