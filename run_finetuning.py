@@ -1,17 +1,212 @@
-"""Fine-tuning ELECTRA on GLUE and on your own labelled text: NOT IMPLEMENTED YET.
+"""Fine-tunes a pre-trained ELECTRA discriminator on a GLUE task or on your own labelled text.
 
-This script is a placeholder until the fine-tuning issue lands (GLUE tasks as
-the authors read them, a generic text-classification task, layer-wise LR
-decay). Running it exits with an error; pre-train with run_pretraining.py.
+GLUE, from the standard download (or TensorFlow Datasets with --tfds_name):
+
+    python run_finetuning.py --task=mrpc --data_dir=glue_data --init_checkpoint=runs/pretrain_small_electra \
+        --model_size=small --model_dir=runs/mrpc
+
+Your own TSV/CSV (labels are collected from the training file):
+
+    python run_finetuning.py --task=text_classification --train_file=train.tsv --dev_file=dev.tsv \
+        --text_a_column=1 --label_column=0 --init_checkpoint=runs/pretrain_tiny_electra --model_dir=runs/mine
+
+Hyper-parameters come from the `finetuning` values of configs/<size>.json
+(and configs/finetuning/tasks.json: 10 epochs for RTE and STS-B), then
+--hparams, then flags. Each trial trains in <model_dir>/trial_<k> (re-running
+resumes it); dev metrics of every trial and their median go to
+<model_dir>/results.json.
 """
 
+import dataclasses
+import json
+import os
+import shutil
+import statistics
+
 from absl import app
+from absl import flags
+from absl import logging
+
+import electra_tf  # noqa: F401  (first: it switches oneDNN on before TensorFlow loads)
+import keras
+import tensorflow as tf
+
+from electra_tf import cli
+from electra_tf import distribution
+from electra_tf import finetuning
+from electra_tf import metrics
+from electra_tf import optimization
+from electra_tf import pretraining_data
+from electra_tf import tasks
+from electra_tf import tokenization
+from electra_tf import training
+
+cli.define_config_flags()
+cli.define_run_flags()
+flags.DEFINE_string("task", None, f"One of {list(tasks.TASK_NAMES)} (GLUE's names sst2, stsb work too).")
+flags.DEFINE_string("data_dir", None, "The GLUE download (CoLA/, SST-2/, ... or the authors' cola/, sst/, ...).")
+flags.DEFINE_string("tfds_name", None, "Read the task from TensorFlow Datasets instead (e.g. glue/sst2).")
+flags.DEFINE_string("tfds_data_dir", None, "TensorFlow Datasets data dir (default: TFDS's).")
+flags.DEFINE_string("init_checkpoint", None, "Pre-trained weights: a run_pretraining.py model dir, an "
+                    "electra_tf or Hugging Face model dir, or an authors' TF1 checkpoint. Unset: random init.")
+flags.DEFINE_string("vocab_file", None, "WordPiece vocab. Unset: the init checkpoint's vocab.txt, else the "
+                    "BERT uncased vocab of the released models.")
+flags.DEFINE_string("model_dir", None, "Output dir. Unset: runs/finetune_<task>.")
+flags.DEFINE_integer("num_trials", 1, "Fine-tune this many times with different seeds; report each and the median.")
+flags.DEFINE_boolean("predict", False, "Write test-set predictions (index<TAB>prediction, GLUE's file names).")
+flags.DEFINE_boolean("layerwise_lr_off_by_one", False, "Reproduce the authors' code, which gives the top layer "
+                     "decay^2 instead of decay^1 (every layer one extra factor).")
+flags.DEFINE_boolean("double_unordered", True, "Add MRPC and STS-B training pairs again in swapped order.")
+flags.DEFINE_string("train_file", None, "text_classification/text_regression: the labelled training TSV or CSV.")
+flags.DEFINE_string("dev_file", None, "text_classification/text_regression: labelled evaluation file.")
+flags.DEFINE_string("test_file", None, "text_classification/text_regression: unlabelled file for --predict.")
+flags.DEFINE_string("text_a_column", "0", "Column of the text: an index (0-based, negative from the end) "
+                    "or, with --header, a name.")
+flags.DEFINE_string("text_b_column", None, "Column of the second text of a pair, if any.")
+flags.DEFINE_string("label_column", "1", "Column of the label or numeric target.")
+flags.DEFINE_boolean("header", False, "The files' first line is a header.")
+flags.DEFINE_string("delimiter", None, "Field delimiter (default: ',' for .csv, tab otherwise).")
+FLAGS = flags.FLAGS
+
+
+def load_task():
+    if FLAGS.task is None:
+        raise ValueError(f"--task is required: one of {list(tasks.TASK_NAMES)}")
+    name = tasks.canonical_name(FLAGS.task)
+    if name in tasks.GENERIC_TASKS:
+        return tasks.generic_task(
+            FLAGS.train_file, FLAGS.text_a_column, FLAGS.label_column, FLAGS.text_b_column, FLAGS.header,
+            regression=name == "text_regression", delimiter=FLAGS.delimiter, dev_file=FLAGS.dev_file,
+            test_file=FLAGS.test_file)
+    task = tasks.get_task(name)
+    return task if FLAGS.double_unordered else dataclasses.replace(task, double_unordered=False)
+
+
+def resolve_vocab():
+    if FLAGS.vocab_file:
+        return FLAGS.vocab_file
+    if FLAGS.init_checkpoint and os.path.isfile(os.path.join(FLAGS.init_checkpoint, "vocab.txt")):
+        return os.path.join(FLAGS.init_checkpoint, "vocab.txt")
+    return pretraining_data.demo_vocab_file()
+
+
+def read_features(task, split, tokenizer, config):
+    examples = tasks.read_task_examples(task, split, FLAGS.data_dir, FLAGS.tfds_name, FLAGS.tfds_data_dir)
+    features = tasks.featurize(examples, tokenizer, config.max_seq_length, task.label_ids())
+    logging.info("%s %s: %d examples (%d truncated to %d tokens)", task.name, split, len(examples),
+                 features["truncated"], config.max_seq_length)
+    return examples, features
+
+
+def metric_suffix(split):
+    """MNLI's mismatched dev set reports `accuracy_mismatched`; every other split the plain names."""
+    return "_mismatched" if split.endswith("_mismatched") else ""
+
+
+def run_trial(trial, task, config, strategy, data, tokenizer, vocab_file, model_dir):
+    trial_dir = os.path.join(model_dir, f"trial_{trial}")
+    os.makedirs(trial_dir, exist_ok=True)
+    seed = config.seed + trial - 1
+    num_steps = int(len(data["train"][1]["input_ids"]) * config.num_train_epochs / config.train_batch_size)
+    if num_steps < 1:
+        raise ValueError(f"{task.name}: {len(data['train'][0])} training examples make no full batch of "
+                         f"{config.train_batch_size}")
+    keras.utils.set_random_seed(seed)
+    with strategy.scope():
+        model = finetuning.ElectraClassifier(config, task.num_outputs, task.name, task.is_regression)
+        model.build_variables()
+        model.compile(optimizer=optimization.create_optimizer(
+            config, total_steps=num_steps, warmup_steps=int(num_steps * config.warmup_proportion),
+            lr_multipliers=finetuning.layerwise_multipliers(model, FLAGS.layerwise_lr_off_by_one)))
+        model.optimizer.build(model.trainable_variables)
+        if FLAGS.init_checkpoint and tf.train.latest_checkpoint(trial_dir) is None:
+            finetuning.load_pretrained(model, FLAGS.init_checkpoint)
+    # The trial dir is also an electra_tf model dir (config, vocab, checkpoints by the authors' names).
+    config.to_json_file(os.path.join(trial_dir, "config.json"))
+    shutil.copyfile(vocab_file, os.path.join(trial_dir, "vocab.txt"))
+    trainer = training.Trainer(model, strategy, trial_dir, cli.jit_compile(FLAGS), keep_checkpoint_max=1,
+                               guard=model.guard, skip_nonfinite=FLAGS.skip_nonfinite,
+                               weights=model.variable_names())
+    train_features = data["train"][1]
+    trained = trainer.train(
+        lambda context: finetuning.train_dataset(
+            train_features, context.get_per_replica_batch_size(config.train_batch_size), seed, context),
+        num_steps, config.steps_per_loop, config.save_checkpoints_steps,
+        tokens_per_step=config.train_batch_size * config.max_seq_length)
+    if trained["preempted"]:
+        return None
+    result = {"trial": trial, "seed": seed, "steps": trained["steps"]}
+    for split in task.eval_splits + (task.test_splits if FLAGS.predict else []):
+        if split not in data:
+            continue
+        examples, features = data[split]
+        dataset, n = finetuning.eval_dataset(features, config.eval_batch_size)
+        outputs = trainer.predict(dataset)[:n]
+        predictions = outputs if task.is_regression else outputs.argmax(-1)
+        if split.startswith("test"):
+            write_predictions(task, split, examples, predictions, trial_dir)
+            continue
+        scores = metrics.task_metrics(task.metrics, predictions, features["label_ids"])
+        result.update({name + metric_suffix(split): value for name, value in scores.items()})
+    with open(os.path.join(trial_dir, "eval_results.json"), "w") as f:
+        json.dump(result, f, indent=2)
+    logging.info("trial %d: %s", trial, result)
+    return result
+
+
+def write_predictions(task, split, examples, predictions, output_dir):
+    file_name = dict(task.submission_names).get(split, f"{task.name}_{split}.tsv")
+    path = os.path.join(output_dir, file_name)
+    with open(path, "w") as f:
+        f.write("index\tprediction\n")
+        for example, label in zip(examples, tasks.label_names(task, predictions)):
+            f.write(f"{example.index}\t{label}\n")
+    logging.info("wrote %d %s predictions to %s", len(examples), split, path)
 
 
 def main(argv):
     del argv
-    raise SystemExit("run_finetuning.py is not implemented yet: fine-tuning (GLUE, text_classification) "
-                     "is tracked as the next issue. See README.md.")
+    task = load_task()
+    config = cli.load_config(FLAGS, task=task.name)
+    cli.set_determinism(FLAGS)
+    cli.set_precision(FLAGS)
+    strategy = distribution.get_strategy(FLAGS.strategy, FLAGS.tpu)
+    distribution.describe(strategy, config.train_batch_size)
+    if config.gradient_accumulation_steps != 1:
+        raise ValueError("--gradient_accumulation_steps is not supported by fine-tuning; lower "
+                         "--train_batch_size or use more replicas")
+    if FLAGS.num_trials < 1:
+        raise ValueError(f"--num_trials must be positive, got {FLAGS.num_trials}")
+    model_dir = FLAGS.model_dir or os.path.join("runs", f"finetune_{task.name}")
+    os.makedirs(model_dir, exist_ok=True)
+    vocab_file = resolve_vocab()
+    tokenizer = tokenization.WordPieceTokenizer(vocab_file, lower_case=config.do_lower_case)
+    if tokenizer.vocab_size != config.vocab_size:
+        raise ValueError(f"{vocab_file} has {tokenizer.vocab_size} tokens but vocab_size is {config.vocab_size}")
+
+    splits = ["train"] + task.eval_splits + (task.test_splits if FLAGS.predict else [])
+    data = {}
+    for split in splits:
+        if split != "train" and task.name in tasks.GENERIC_TASKS and split not in dict(task.splits):
+            continue  # The user's dev and test files are optional.
+        data[split] = read_features(task, split, tokenizer, config)
+
+    trials = []
+    for trial in range(1, FLAGS.num_trials + 1):
+        result = run_trial(trial, task, config, strategy, data, tokenizer, vocab_file, model_dir)
+        if result is None:
+            logging.warning("SIGTERM: trial %d checkpointed; run the same command again to resume", trial)
+            return
+        trials.append(result)
+    scores = sorted({k for t in trials for k in t} - {"trial", "seed", "steps"})
+    summary = {"task": task.name, "model_size": FLAGS.model_size, "init_checkpoint": FLAGS.init_checkpoint,
+               "num_trials": len(trials), "trials": trials,
+               "median": {k: statistics.median(t[k] for t in trials) for k in scores}}
+    summary.update(summary["median"])
+    with open(os.path.join(model_dir, "results.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    logging.info("results: %s", json.dumps(summary["median"]))
+    print(json.dumps({"task": task.name, **summary["median"]}))
 
 
 if __name__ == "__main__":

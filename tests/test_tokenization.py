@@ -7,7 +7,7 @@ from electra_tf import pretraining_data, tokenization
 
 
 def _wiki_sentences(limit):
-    path = pretraining_data._package_file(pretraining_data.DEMO_CORPUS_PACKAGE, "data/summaries_en-us.json")
+    path = pretraining_data.package_file(pretraining_data.DEMO_CORPUS_PACKAGE, "data/summaries_en-us.json")
     with open(path, encoding="utf-8") as f:
         articles = json.load(f)
     sentences = []

@@ -1,0 +1,80 @@
+"""The metrics GLUE reports, on numpy arrays of predictions and gold labels.
+
+Computed on the host over the whole evaluation set (MCC, F1 and rank
+correlations do not average over batches).
+
+Example:
+```python
+task_metrics(("mcc", "accuracy"), predictions=np.array([1, 0, 1]), labels=np.array([1, 1, 1]))
+```
+"""
+
+import numpy as np
+
+
+def accuracy(predictions, labels):
+    return float(np.mean(np.asarray(predictions) == np.asarray(labels)))
+
+
+def f1(predictions, labels, positive=1):
+    """F1 of the positive class (GLUE's F1 for MRPC and QQP)."""
+    predictions, labels = np.asarray(predictions) == positive, np.asarray(labels) == positive
+    true_positives = np.sum(predictions & labels)
+    if true_positives == 0:
+        return 0.0
+    precision, recall = true_positives / np.sum(predictions), true_positives / np.sum(labels)
+    return float(2 * precision * recall / (precision + recall))
+
+
+def mcc(predictions, labels):
+    """Matthews correlation (CoLA), multi-class form; 0 when a margin is constant."""
+    predictions, labels = np.asarray(predictions), np.asarray(labels)
+    classes = np.union1d(predictions, labels)
+    confusion = np.array([[np.sum((labels == t) & (predictions == p)) for p in classes] for t in classes],
+                         dtype=np.float64)
+    n = confusion.sum()
+    correct = np.trace(confusion)
+    true_totals, predicted_totals = confusion.sum(axis=1), confusion.sum(axis=0)
+    numerator = correct * n - np.dot(true_totals, predicted_totals)
+    denominator = np.sqrt((n ** 2 - np.dot(predicted_totals, predicted_totals)) *
+                          (n ** 2 - np.dot(true_totals, true_totals)))
+    return float(numerator / denominator) if denominator else 0.0
+
+
+def pearson(predictions, labels):
+    x, y = np.asarray(predictions, np.float64), np.asarray(labels, np.float64)
+    x, y = x - x.mean(), y - y.mean()
+    denominator = np.sqrt(np.dot(x, x) * np.dot(y, y))
+    return float(np.dot(x, y) / denominator) if denominator else 0.0
+
+
+def spearman(predictions, labels):
+    """Pearson correlation of the ranks (ties get their average rank)."""
+    return pearson(_ranks(predictions), _ranks(labels))
+
+
+def mse(predictions, labels):
+    return float(np.mean((np.asarray(predictions, np.float64) - np.asarray(labels, np.float64)) ** 2))
+
+
+def _ranks(values):
+    values = np.asarray(values, np.float64)
+    order = np.argsort(values, kind="mergesort")
+    ranks = np.empty(len(values))
+    ranks[order] = np.arange(1, len(values) + 1)
+    unique, inverse = np.unique(values, return_inverse=True)
+    # Average the ranks within each group of equal values.
+    sums = np.bincount(inverse, weights=ranks)
+    counts = np.bincount(inverse)
+    return (sums / counts)[inverse]
+
+
+METRICS = {"accuracy": accuracy, "f1": f1, "mcc": mcc, "pearson": pearson, "spearman": spearman, "mse": mse}
+
+
+def task_metrics(names, predictions, labels):
+    """{name: value} for each metric name (see `METRICS`)."""
+    unknown = [n for n in names if n not in METRICS]
+    if unknown:
+        raise ValueError(f"unknown metric(s) {unknown}; known: {sorted(METRICS)}")
+    return {name: METRICS[name](predictions, labels) for name in names}
