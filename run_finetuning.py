@@ -103,7 +103,7 @@ def metric_suffix(split):
     return "_mismatched" if split.endswith("_mismatched") else ""
 
 
-def run_trial(trial, task, config, strategy, data, tokenizer, vocab_file, model_dir):
+def run_trial(trial, task, config, strategy, data, vocab_file, model_dir):
     trial_dir = os.path.join(model_dir, f"trial_{trial}")
     os.makedirs(trial_dir, exist_ok=True)
     seed = config.seed + trial - 1
@@ -193,7 +193,7 @@ def main(argv):
 
     trials = []
     for trial in range(1, FLAGS.num_trials + 1):
-        result = run_trial(trial, task, config, strategy, data, tokenizer, vocab_file, model_dir)
+        result = run_trial(trial, task, config, strategy, data, vocab_file, model_dir)
         if result is None:
             logging.warning("SIGTERM: trial %d checkpointed; run the same command again to resume", trial)
             return

@@ -53,7 +53,7 @@ def main(argv):
     bench("discriminator encoder forward", lambda: model.discriminator(ids, segments, mask, training=True))
     bench("Gumbel sampling", lambda x: masking.gumbel_sample(
         x, masking.example_seeds(tf.constant([1, 2]), c.train_batch_size), c.temperature), outputs["mlm_logits"])
-    bench("optimizer (clip, AdamW)", lambda g: optimization.apply_gradients(
+    bench("optimizer (clip, Adam + weight decay)", lambda g: optimization.apply_gradients(
         model.optimizer, g, model.trainable_variables, c.clip_norm), grads)
 
 
