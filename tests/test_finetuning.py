@@ -227,3 +227,27 @@ def test_tfds_reader_yields_examples_with_the_tasks_labels():
 def test_run_finetuning_bad_flags_give_clear_errors(args, message):
     done = run_script("run_finetuning.py", *args)
     assert done.returncode != 0 and message in done.stderr, done.stderr[-2000:]
+
+
+def test_two_fine_tuning_steps_equal_on_one_device_two_replicas_and_xla(mirrored_strategy, tmp_path):
+    config = ElectraConfig.from_size("tiny", dict(TINY, dropout_prob=0.0))
+    rng = np.random.default_rng(2)
+    ids = rng.integers(1000, 5000, (16, 32)).astype(np.int32)
+    features = {"input_ids": ids, "input_mask": np.ones_like(ids), "segment_ids": np.zeros_like(ids),
+                "label_ids": rng.integers(0, 3, 16).astype(np.int32)}
+    heads = []
+    for i, (strategy, jit) in enumerate(((tf.distribute.get_strategy(), False), (mirrored_strategy, False),
+                                         (tf.distribute.get_strategy(), True))):
+        model = _classifier(config, strategy=strategy)
+        with strategy.scope():
+            model.compile(optimizer=optimization.create_optimizer(
+                config, total_steps=10, warmup_steps=0, lr_multipliers=finetuning.layerwise_multipliers(model)))
+            model.optimizer.build(model.trainable_variables)
+        trainer = training.Trainer(model, strategy, str(tmp_path / str(i)), jit_compile=jit, guard=model.guard)
+        trainer.train(lambda context: finetuning.train_dataset(
+            features, context.get_per_replica_batch_size(8), seed=0, input_context=context),
+            num_steps=2, steps_per_loop=2, checkpoint_every=2, tokens_per_step=8 * 32)
+        heads.append(model.head.kernel.numpy())
+    assert not np.allclose(heads[0], _classifier(config).head.kernel.numpy())  # It trained.
+    np.testing.assert_allclose(heads[1], heads[0], atol=2e-5)
+    np.testing.assert_allclose(heads[2], heads[0], atol=2e-5)
