@@ -20,7 +20,6 @@ resumes it); dev metrics of every trial and their median go to
 import dataclasses
 import json
 import os
-import shutil
 import statistics
 
 from absl import app
@@ -31,6 +30,7 @@ import electra_tf  # noqa: F401  (first: it switches oneDNN on before TensorFlow
 import keras
 import tensorflow as tf
 
+from electra_tf import checkpoint_interop
 from electra_tf import cli
 from electra_tf import distribution
 from electra_tf import finetuning
@@ -103,14 +103,9 @@ def metric_suffix(split):
     return "_mismatched" if split.endswith("_mismatched") else ""
 
 
-def run_trial(trial, task, config, strategy, data, vocab_file, model_dir):
+def run_trial(trial, task, config, strategy, data, num_steps, vocab_file, model_dir):
     trial_dir = os.path.join(model_dir, f"trial_{trial}")
-    os.makedirs(trial_dir, exist_ok=True)
     seed = config.seed + trial - 1
-    num_steps = int(len(data["train"][1]["input_ids"]) * config.num_train_epochs / config.train_batch_size)
-    if num_steps < 1:
-        raise ValueError(f"{task.name}: {len(data['train'][0])} training examples make no full batch of "
-                         f"{config.train_batch_size}")
     keras.utils.set_random_seed(seed)
     with strategy.scope():
         model = finetuning.ElectraClassifier(config, task.num_outputs, task.name, task.is_regression)
@@ -122,8 +117,7 @@ def run_trial(trial, task, config, strategy, data, vocab_file, model_dir):
         if FLAGS.init_checkpoint and tf.train.latest_checkpoint(trial_dir) is None:
             finetuning.load_pretrained(model, FLAGS.init_checkpoint)
     # The trial dir is also an electra_tf model dir (config, vocab, checkpoints by the authors' names).
-    config.to_json_file(os.path.join(trial_dir, "config.json"))
-    shutil.copyfile(vocab_file, os.path.join(trial_dir, "vocab.txt"))
+    checkpoint_interop.write_model_files(trial_dir, config, vocab_file)
     trainer = training.Trainer(model, strategy, trial_dir, cli.jit_compile(FLAGS), keep_checkpoint_max=1,
                                guard=model.guard, skip_nonfinite=FLAGS.skip_nonfinite,
                                weights=model.variable_names())
@@ -180,9 +174,7 @@ def main(argv):
     model_dir = FLAGS.model_dir or os.path.join("runs", f"finetune_{task.name}")
     os.makedirs(model_dir, exist_ok=True)
     vocab_file = resolve_vocab()
-    tokenizer = tokenization.WordPieceTokenizer(vocab_file, lower_case=config.do_lower_case)
-    if tokenizer.vocab_size != config.vocab_size:
-        raise ValueError(f"{vocab_file} has {tokenizer.vocab_size} tokens but vocab_size is {config.vocab_size}")
+    tokenizer = tokenization.WordPieceTokenizer.for_config(vocab_file, config)
 
     splits = ["train"] + task.eval_splits + (task.test_splits if FLAGS.predict else [])
     data = {}
@@ -191,9 +183,14 @@ def main(argv):
             continue  # The user's dev and test files are optional.
         data[split] = read_features(task, split, tokenizer, config)
 
+    num_examples = len(data["train"][0])
+    num_steps = int(num_examples * config.num_train_epochs / config.train_batch_size)
+    if num_steps < 1:
+        raise ValueError(f"{task.name}: {num_examples} training examples x {config.num_train_epochs} epochs make "
+                         f"no full batch of {config.train_batch_size}")
     trials = []
     for trial in range(1, FLAGS.num_trials + 1):
-        result = run_trial(trial, task, config, strategy, data, vocab_file, model_dir)
+        result = run_trial(trial, task, config, strategy, data, num_steps, vocab_file, model_dir)
         if result is None:
             logging.warning("SIGTERM: trial %d checkpointed; run the same command again to resume", trial)
             return

@@ -12,7 +12,6 @@ writing `<model_dir>/pretraining_summary.json`.
 
 import json
 import os
-import shutil
 
 from absl import app
 from absl import flags
@@ -78,12 +77,9 @@ def main(argv):
     model_dir = FLAGS.model_dir or os.path.join("runs", f"pretrain_{FLAGS.model_size}_{config.objective}")
     os.makedirs(model_dir, exist_ok=True)
     train_files, eval_files, vocab_file = resolve_data(config)
-    tokenizer = tokenization.WordPieceTokenizer(vocab_file, lower_case=config.do_lower_case)
-    if tokenizer.vocab_size != config.vocab_size:
-        raise ValueError(f"{vocab_file} has {tokenizer.vocab_size} tokens but vocab_size is {config.vocab_size}")
+    tokenizer = tokenization.WordPieceTokenizer.for_config(vocab_file, config)
     # With the vocab and config beside its checkpoints, the model dir is an electra_tf model dir.
-    config.to_json_file(os.path.join(model_dir, "config.json"))
-    shutil.copyfile(vocab_file, os.path.join(model_dir, "vocab.txt"))
+    checkpoint_interop.write_model_files(model_dir, config, vocab_file)
 
     keras.utils.set_random_seed(config.seed)  # The same command gives the same initial weights.
     with strategy.scope():

@@ -18,6 +18,7 @@ assign(variable_names(pretrainer), arrays)
 import json
 import os
 import re
+import shutil
 
 import numpy as np
 import tensorflow as tf
@@ -267,8 +268,7 @@ def write_hf(names, config, vocab_file, output_dir, generator=False):
     }
     with open(os.path.join(output_dir, "config.json"), "w") as f:
         json.dump(hf_config, f, indent=2)
-    with open(vocab_file) as src, open(os.path.join(output_dir, "vocab.txt"), "w") as dst:
-        dst.write(src.read())
+    shutil.copyfile(vocab_file, os.path.join(output_dir, "vocab.txt"))
 
 
 def as_generator(arrays):
@@ -337,11 +337,15 @@ def write_native(output_dir, config, vocab_file, names):
     variables: the layout `run_pretraining.py` checkpoints have too, so a
     pre-training run's model dir is also a native model dir.
     """
+    write_model_files(output_dir, config, vocab_file)
+    return tf.train.Checkpoint(weights=names).save(os.path.join(output_dir, "ckpt"))
+
+
+def write_model_files(output_dir, config, vocab_file):
+    """Writes the config.json and vocab.txt that make a dir of electra_tf checkpoints a model dir."""
     os.makedirs(output_dir, exist_ok=True)
     config.to_json_file(os.path.join(output_dir, "config.json"))
-    with open(vocab_file) as src, open(os.path.join(output_dir, "vocab.txt"), "w") as dst:
-        dst.write(src.read())
-    return tf.train.Checkpoint(weights=names).save(os.path.join(output_dir, "ckpt"))
+    shutil.copyfile(vocab_file, os.path.join(output_dir, "vocab.txt"))
 
 
 def _read_native(path):
@@ -370,6 +374,27 @@ def detect_format(path):
     raise ValueError(f"{path}: neither an electra_tf model dir, a Hugging Face model dir, nor a TF1 checkpoint")
 
 
+def load_into(names, path, ignore=()):
+    """Loads the variables of `names` from a checkpoint of any supported format.
+
+    Args:
+      names: {authors' name: variable}.
+      path: what `detect_format` recognises.
+      ignore: name prefixes the checkpoint may hold beyond `names` (left out and counted).
+
+    Returns:
+      (the detected format, the number of checkpoint variables left out).
+
+    Raises:
+      ValueError from `assign`, naming what is missing, unused or of the wrong shape.
+    """
+    source = detect_format(path)
+    arrays = read_checkpoint(path, source)
+    left_out = [n for n in arrays if n not in names and n.startswith(ignore)] if ignore else []
+    assign(names, {n: a for n, a in arrays.items() if n not in left_out})
+    return source, len(left_out)
+
+
 def initialize_from(pretrainer, path):
     """Loads every weight of an `ElectraPretrainer` from a checkpoint of any supported format.
 
@@ -379,6 +404,4 @@ def initialize_from(pretrainer, path):
     Returns:
       The detected format.
     """
-    source = detect_format(path)
-    assign(variable_names(pretrainer), read_checkpoint(path, source))
-    return source
+    return load_into(variable_names(pretrainer), path)[0]

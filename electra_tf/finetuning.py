@@ -53,8 +53,7 @@ class ElectraClassifier(keras.Model):
                                        dtype="float32", name="task_head")
         self.loss_metric = keras.metrics.Mean(name="loss")
         self.accuracy_metric = None if regression else keras.metrics.SparseCategoricalAccuracy(name="accuracy")
-        self.guard = optimization.UpdateGuard(
-            dynamic_loss_scale=keras.mixed_precision.dtype_policy().compute_dtype == "float16", name="update_guard")
+        self.guard = optimization.UpdateGuard.for_global_policy(name="update_guard")
 
     @property
     def metrics(self):
@@ -132,16 +131,12 @@ def load_pretrained(model, path):
     Returns:
       The detected format.
     """
-    source = checkpoint_interop.detect_format(path)
-    arrays = checkpoint_interop.read_checkpoint(path, source)
-    names = checkpoint_interop.encoder_names(model.encoder, "electra")
-    left_out = [n for n in arrays if n not in names and n.startswith(_PRETRAINING_ONLY)]
     try:
-        checkpoint_interop.assign(names, {n: a for n, a in arrays.items() if n not in left_out})
+        source, left_out = checkpoint_interop.load_into(
+            checkpoint_interop.encoder_names(model.encoder, "electra"), path, ignore=_PRETRAINING_ONLY)
     except ValueError as e:
-        raise ValueError(f"--init_checkpoint={path} ({source}) does not fit --model_size/--hparams: {e}") from e
-    logging.info("initialised the encoder from %s (%s); left out %d pre-training variables",
-                 path, source, len(left_out))
+        raise ValueError(f"--init_checkpoint={path} does not fit --model_size/--hparams: {e}") from e
+    logging.info("initialised the encoder from %s (%s); left out %d pre-training variables", path, source, left_out)
     return source
 
 

@@ -198,6 +198,11 @@ class UpdateGuard(keras.layers.Layer):
         self.nonfinite_steps = state("nonfinite_steps", 0, "int64")
         self.last_nonfinite_step = state("last_nonfinite_step", -1, "int64")
 
+    @classmethod
+    def for_global_policy(cls, **kwargs):
+        """A guard with dynamic loss scaling exactly when Keras' global policy computes in float16."""
+        return cls(dynamic_loss_scale=keras.mixed_precision.dtype_policy().compute_dtype == "float16", **kwargs)
+
     def scale(self, loss):
         return loss * self.loss_scale if self.dynamic_loss_scale else loss
 

@@ -52,8 +52,7 @@ class ElectraPretrainer(keras.Model):
                 dtype="float32", name="discriminator_predictions")
         self.generator_head = modeling.masked_lm_head(config, self.embeddings, name="generator_predictions")
         self._metrics = _PretrainingMetrics(self.electra)
-        self.guard = optimization.UpdateGuard(
-            dynamic_loss_scale=keras.mixed_precision.dtype_policy().compute_dtype == "float16", name="update_guard")
+        self.guard = optimization.UpdateGuard.for_global_policy(name="update_guard")
 
     @property
     def metrics(self):

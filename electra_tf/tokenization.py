@@ -90,6 +90,14 @@ class WordPieceTokenizer(tf.Module):
             self.vocab, token_out_type=tf.int32, unknown_token="[UNK]",
             support_detokenization=True)
 
+    @classmethod
+    def for_config(cls, vocab_file, config):
+        """The tokenizer of `config` (its `do_lower_case`), checked against its `vocab_size`."""
+        tokenizer = cls(vocab_file, lower_case=config.do_lower_case)
+        if tokenizer.vocab_size != config.vocab_size:
+            raise ValueError(f"{vocab_file} has {tokenizer.vocab_size} tokens but vocab_size is {config.vocab_size}")
+        return tokenizer
+
     @property
     def vocab_size(self):
         return len(self.vocab)

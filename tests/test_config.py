@@ -42,6 +42,10 @@ def test_overrides_from_hparams_string_and_file(tmp_path):
     ({"learning_rate": "fast"}, "learning_rate must be float"),
     ({"max_seq_length": 1024}, "exceeds max_position_embeddings"),
     ({"gradient_accumulation_steps": 3}, "train_batch_size 32 is not divisible by gradient_accumulation_steps 3"),
+    ({"finetuning": {"learning_rate": 1e-4, "lr": 1}}, r"unknown key\(s\) \['lr'\] in finetuning"),
+    ({"layerwise_lr_decay": 0.0}, r"layerwise_lr_decay must be in \(0, 1\]"),
+    ({"warmup_proportion": 1.0}, r"warmup_proportion in \[0, 1\)"),
+    ({"num_train_epochs": 0}, "num_train_epochs must be positive"),
 ])
 def test_bad_overrides_name_the_culprit(overrides, message):
     with pytest.raises(ValueError, match=message):

