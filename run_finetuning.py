@@ -118,6 +118,7 @@ def run_trial(trial, task, config, strategy, data, num_steps, vocab_file, model_
             finetuning.load_pretrained(model, FLAGS.init_checkpoint)
     # The trial dir is also an electra_tf model dir (config, vocab, checkpoints by the authors' names).
     checkpoint_interop.write_model_files(trial_dir, config, vocab_file)
+    tasks.write_task_file(trial_dir, task)
     trainer = training.Trainer(model, strategy, trial_dir, cli.jit_compile(FLAGS), keep_checkpoint_max=1,
                                guard=model.guard, skip_nonfinite=FLAGS.skip_nonfinite,
                                weights=model.variable_names())

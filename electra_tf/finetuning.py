@@ -17,7 +17,7 @@ from electra_tf import modeling
 from electra_tf import optimization
 
 
-class ElectraClassifier(keras.Model):
+class ElectraClassifier(modeling.FeaturesModel):
     """A sentence(-pair) classifier or regressor on ELECTRA's discriminator.
 
     Args:
@@ -64,15 +64,6 @@ class ElectraClassifier(keras.Model):
                               training=training)
         logits = self.head(self.dropout(hidden[:, 0], training=training))
         return logits[:, 0] if self.regression else logits
-
-    def build(self, input_shape=None):
-        # The sub-layers create their variables on their first call (`build_variables` makes one).
-        self.built = True
-
-    def build_variables(self, batch_size=2):
-        """Creates every variable with one forward pass on dummy input."""
-        zeros = tf.zeros([batch_size, self.config.max_seq_length], tf.int32)
-        self({"input_ids": zeros, "input_mask": tf.ones_like(zeros), "segment_ids": zeros}, training=False)
 
     def variable_names(self):
         """{authors' name: variable}: the encoder as `electra/...`, the head as the authors' fine-tuning code."""

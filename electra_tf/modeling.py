@@ -227,3 +227,57 @@ class DiscriminatorHead(keras.layers.Layer):
         config.update(hidden_size=self.hidden_size, activation=self.activation,
                       initializer_range=self.initializer_range)
         return config
+
+
+class FeaturesModel(keras.Model):
+    """Base of the models that take a dict of `input_ids`, `input_mask`, `segment_ids`.
+
+    Their sub-layers create variables on the first call, so `build_variables`
+    runs one forward pass on dummy input of `config.max_seq_length`.
+    """
+
+    def build(self, input_shape=None):
+        self.built = True
+
+    def build_variables(self, batch_size=2):
+        """Creates every variable with one forward pass on dummy input."""
+        zeros = ops.zeros([batch_size, self.config.max_seq_length], "int32")
+        self({"input_ids": zeros, "input_mask": ops.ones_like(zeros), "segment_ids": zeros}, training=False)
+
+
+class ElectraDiscriminator(FeaturesModel):
+    """The pre-trained discriminator alone: a replaced-token logit for every position.
+
+    What is left of ELECTRA after pre-training when the generator is dropped,
+    with its head kept (fine-tuning replaces the head; serving a replaced-token
+    detector keeps it).
+
+    Args:
+      config: an `ElectraConfig` (its encoder sizes).
+
+    Call args:
+      features: dict of int32 `input_ids`, `input_mask`, `segment_ids` [batch, length].
+
+    Returns:
+      float32 logits [batch, length]; positive means "replaced".
+
+    Example:
+    ```python
+    model = ElectraDiscriminator(config)
+    model.build_variables()
+    logits = model({"input_ids": ids, "input_mask": mask, "segment_ids": segments})
+    ```
+    """
+
+    def __init__(self, config, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config
+        self.embeddings = ElectraEmbeddings.from_electra_config(config, name="embeddings")
+        self.encoder = ElectraEncoder.discriminator(config, self.embeddings, name="discriminator")
+        self.head = DiscriminatorHead(config.hidden_size, config.hidden_act, config.initializer_range,
+                                      dtype="float32", name="discriminator_predictions")
+
+    def call(self, features, training=None):
+        hidden = self.encoder(features["input_ids"], features["segment_ids"], features["input_mask"],
+                              training=training)
+        return self.head(hidden)

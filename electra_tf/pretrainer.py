@@ -8,7 +8,7 @@ from electra_tf import modeling
 from electra_tf import optimization
 
 
-class ElectraPretrainer(keras.Model):
+class ElectraPretrainer(modeling.FeaturesModel):
     """ELECTRA's replaced-token-detection pre-training (or the BERT-style MLM baseline).
 
     Each step masks the batch, lets the generator (a masked LM) predict the
@@ -181,16 +181,6 @@ class ElectraPretrainer(keras.Model):
 
     def _never_masked(self):
         return [self.special_ids[k] for k in ("cls", "sep", "mask")]
-
-    def build(self, input_shape=None):
-        # The sub-layers create their variables on their first call (`build_variables` makes one).
-        self.built = True
-
-    def build_variables(self, batch_size=2):
-        """Creates every variable by running one forward pass on dummy input."""
-        length = self.config.max_seq_length
-        zeros = tf.zeros([batch_size, length], tf.int32)
-        self({"input_ids": zeros, "input_mask": tf.ones_like(zeros), "segment_ids": zeros}, training=False)
 
 
 def _global_sum(x):

@@ -16,12 +16,16 @@ features = featurize(train, tokenizer, 128, task.label_ids())
 
 import csv
 import dataclasses
+import json
 import os
 import sys
 from typing import Optional, Sequence, Tuple, Union
 
 from absl import logging
 import numpy as np
+import tensorflow as tf
+
+from electra_tf import tokenization
 
 Column = Union[int, str]
 
@@ -362,29 +366,20 @@ def featurize(examples, tokenizer, max_seq_length, label_ids=None, batch_size=20
     arrays = {k: np.zeros([n, max_seq_length], np.int32) for k in ("input_ids", "input_mask", "segment_ids")}
     labels = np.zeros([n], np.float32 if label_ids is None else np.int32)
     truncated = 0
-    for start in range(0, n, batch_size):
-        chunk = examples[start:start + batch_size]
-        tokens_a = tokenizer(np.array([e.text_a for e in chunk], dtype=object)).to_list()
-        has_b = [e.text_b is not None for e in chunk]
-        tokens_b = tokenizer(np.array([e.text_b or "" for e in chunk], dtype=object)).to_list()
-        for offset, (example, a, b, pair) in enumerate(zip(chunk, tokens_a, tokens_b, has_b)):
-            i = start + offset
-            a, b = list(a), list(b) if pair else []
-            budget = max_seq_length - (3 if pair else 2)
-            if len(a) + len(b) > budget:
-                truncated += 1
-                while len(a) + len(b) > budget:
-                    (a if len(a) > len(b) else b).pop()
-            ids = [tokenizer.cls_id] + a + [tokenizer.sep_id]
-            segments = [0] * len(ids)
-            if pair:
-                ids += b + [tokenizer.sep_id]
-                segments += [1] * (len(b) + 1)
-            arrays["input_ids"][i, :len(ids)] = ids
-            arrays["input_mask"][i, :len(ids)] = 1
-            arrays["segment_ids"][i, :len(ids)] = segments
-            if example.label is not None:
-                labels[i] = example.label if label_ids is None else label_ids[example.label]
+    for pair in (False, True):  # Single texts and pairs are packed apart.
+        group = np.array([i for i, e in enumerate(examples) if (e.text_b is not None) == pair], np.int64)
+        for start in range(0, len(group), batch_size):
+            rows = group[start:start + batch_size]
+            fields = ("text_a", "text_b") if pair else ("text_a",)
+            texts = [np.array([getattr(examples[i], f) for i in rows], dtype=object) for f in fields]
+            ids, segments, cut = tokenization.pack_inputs(tokenizer, texts, max_seq_length)
+            arrays["input_ids"][rows] = ids.to_tensor(shape=[None, max_seq_length]).numpy()
+            arrays["segment_ids"][rows] = segments.to_tensor(shape=[None, max_seq_length]).numpy()
+            arrays["input_mask"][rows] = tf.sequence_mask(ids.row_lengths(), max_seq_length, tf.int32).numpy()
+            truncated += int(np.sum(cut.numpy()))
+    for i, example in enumerate(examples):
+        if example.label is not None:
+            labels[i] = example.label if label_ids is None else label_ids[example.label]
     if truncated:
         logging.info("%d of %d examples were longer than %d tokens and truncated", truncated, n, max_seq_length)
     return {**arrays, "label_ids": labels, "truncated": truncated}
@@ -397,6 +392,25 @@ def read_task_examples(task, split, data_dir=None, tfds_name=None, tfds_data_dir
     if task.name in GLUE_TASKS and not data_dir:
         raise ValueError(f"--task={task.name} needs --data_dir (the GLUE download) or --tfds_name")
     return task.read_split(data_dir or "", split)
+
+
+TASK_FILE = "task.json"
+
+
+def write_task_file(model_dir, task):
+    """Records in a fine-tuned model dir what serving needs of its task: name, labels, text pair or not."""
+    with open(os.path.join(model_dir, TASK_FILE), "w") as f:
+        json.dump({"task": task.name, "labels": list(task.labels) if task.labels else None,
+                   "text_pair": task.train_layout.text_b is not None}, f, indent=2)
+
+
+def read_task_file(model_dir):
+    path = os.path.join(model_dir, TASK_FILE)
+    if not os.path.isfile(path):
+        raise ValueError(f"{model_dir} has no {TASK_FILE}: pass a run_finetuning.py trial dir "
+                         "(<model_dir>/trial_<k>)")
+    with open(path) as f:
+        return json.load(f)
 
 
 def label_names(task, predictions: Sequence) -> list:

@@ -55,8 +55,10 @@ def normalize(text, lower_case=True):
       text: string tensor of any shape.
       lower_case: lower-case and strip accents (BERT uncased), else only clean.
     """
+    # Bytes that are not UTF-8 (a serving client's raw bytes) become U+FFFD,
+    # which BERT drops below with NUL and the control characters.
+    text = tf.strings.unicode_transcode(text, "UTF-8", "UTF-8", errors="replace")
     text = tf.strings.regex_replace(text, r"[\t\n\r]", " ")
-    # BERT drops NUL, U+FFFD (what undecodable bytes became) and control chars.
     text = tf.strings.regex_replace(text, r"[\p{Cc}\p{Cf}\x{FFFD}]", "")
     if lower_case:
         text = tf.strings.lower(text, encoding="utf-8")
@@ -110,23 +112,52 @@ class WordPieceTokenizer(tf.Module):
         return [self.vocab[i] for i in ids]
 
 
-def learn_vocab(text_files, vocab_size, output_file, lower_case=True):
-    """Learns a WordPiece vocabulary from text files with keras-hub.
+def truncated_lengths(lengths, max_tokens):
+    """How many tokens of each text to keep so that a row has at most `max_tokens`.
 
-    The result starts with BERT's special tokens at their usual ids.
-    Pieces made only of whitespace-like characters (keras-hub can return
-    non-breaking spaces) are removed.
+    The authors' `_truncate_seq_pair` pops one token at a time from the
+    longer text (from the second on ties); in closed form: the shorter text
+    stays whole if it has at most half the budget, else the first text gets
+    the odd token of the budget. Core TF ops only: TF Serving's bundled
+    TF Text lacks the newer trimmer ops.
+
+    Args:
+      lengths: one or two int64 tensors [batch], the texts' token counts.
+      max_tokens: the budget for the texts (specials excluded).
+    """
+    if len(lengths) == 1:
+        return [tf.minimum(lengths[0], max_tokens)]
+    a, b = lengths
+    m = tf.constant(max_tokens, a.dtype)
+    fits = a + b <= m
+    shorter_stays = 2 * tf.minimum(a, b) <= m
+    new_a = tf.where(fits | (shorter_stays & (a <= b)), a, tf.where(shorter_stays, m - b, (m + 1) // 2))
+    new_b = tf.where(fits | (shorter_stays & (b < a)), b, tf.where(shorter_stays, m - a, m // 2))
+    return [new_a, new_b]
+
+
+def pack_inputs(tokenizer, texts, max_seq_length):
+    """`[CLS] A [SEP]` or `[CLS] A [SEP] B [SEP]` in the graph, truncated as the authors did.
+
+    Args:
+      tokenizer: a `WordPieceTokenizer`.
+      texts: a list of one or two string tensors [batch] (the texts A and B).
+      max_seq_length: the most tokens an example may have, specials included.
 
     Returns:
-      The number of tokens written.
-    """
-    import keras_hub  # Imported here: only vocabulary learning needs it.
+      (input_ids, segment_ids, truncated): int32 RaggedTensors
+      [batch, (length)] and a bool [batch], true where tokens were cut.
 
-    lines = tf.data.TextLineDataset(text_files).map(lambda x: normalize(x, lower_case))
-    pieces = keras_hub.tokenizers.compute_word_piece_vocabulary(
-        lines, vocabulary_size=vocab_size, lowercase=False, strip_accents=False,
-        reserved_tokens=list(SPECIAL_TOKENS))
-    vocab = [p for p in pieces if p.replace("##", "", 1).strip() and p == p.strip()]
-    with open(output_file, "w", encoding="utf-8") as f:
-        f.write("".join(token + "\n" for token in vocab))
-    return len(vocab)
+    Example:
+    ```python
+    ids, segments, _ = pack_inputs(tokenizer, [questions, passages], 128)
+    input_ids = ids.to_tensor(shape=[None, 128])
+    ```
+    """
+    segments = [tokenizer(text) for text in texts]
+    lengths = [s.row_lengths() for s in segments]
+    kept = truncated_lengths(lengths, max_seq_length - 1 - len(texts))
+    truncated = tf.add_n([n - k for n, k in zip(lengths, kept)]) > 0
+    trimmed = [tf.RaggedTensor.from_tensor(s.to_tensor(), lengths=k) for s, k in zip(segments, kept)]
+    input_ids, segment_ids = tf_text.combine_segments(trimmed, tokenizer.cls_id, tokenizer.sep_id)
+    return input_ids, tf.cast(segment_ids, tf.int32), truncated

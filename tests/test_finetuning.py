@@ -170,6 +170,18 @@ def test_run_finetuning_learns_trec_question_classes(tmp_path):
     majority = max(labels.count(label) for label in set(labels)) / len(labels)
     assert result["accuracy"] > majority + 0.2, (result, majority)
 
+    # The trained trial exports for TF Serving and, served from raw text, scores what fine-tuning reported.
+    trial_dir = os.path.join(model_dir, "trial_1")
+    assert sorted(json.load(open(os.path.join(trial_dir, tasks.TASK_FILE)))["labels"]) == sorted(set(labels))
+    exported = run_script("export_model.py", f"--model_dir={trial_dir}", f"--export_dir={tmp_path / 'serving'}",
+                          "--kind=classifier", "--model_name=trec", "--sample_text=Who wrote Hamlet?")
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    assert json.loads(exported.stdout.split("response: ")[1])["predictions"][0]["label"] in labels
+    served = tf.saved_model.load(str(tmp_path / "serving" / "trec" / "1")).signatures["serving_default"]
+    questions = [line.rstrip("\n").split("\t")[1] for line in open(trec["dev"], encoding="utf-8")]
+    predicted = [label.decode() for label in served(text=tf.constant(questions))["label"].numpy()]
+    assert np.mean(np.array(predicted) == np.array(labels)) == pytest.approx(result["accuracy"], abs=1 / len(labels))
+
 
 def test_run_finetuning_sts_regression_reports_correlations(tmp_path):
     glue_dir = tmp_path / "glue"

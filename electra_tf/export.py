@@ -1,0 +1,228 @@
+"""SavedModels for TF Serving that take raw text.
+
+The tokenizer (tf-text's WordPiece with BERT's normalisation), the authors'
+packing and truncation, and the model are one graph, so a client sends
+strings and gets labels or per-token scores back: nobody re-implements
+WordPiece in a client. The graph holds only TF core and TF Text ops, which
+stock TF Serving ships. Each export has two signatures:
+
+- `serving_default`: string tensors `text` (and `text_pair` for pair tasks);
+- `encoded`: int32 `input_ids`, `input_mask`, `segment_ids` [batch, length]
+  for clients that tokenize themselves (at most `max_seq_length` long).
+
+The vocab (an asset and a constant), `max_seq_length`, the kind and the label
+names travel inside the SavedModel. It is written as TF Serving expects,
+`<export_dir>/<model_name>/<version>/`, into a temporary folder first and then
+renamed, so a server polling the folder never loads a half-written version.
+
+Example:
+```python
+path = export_model("runs/sst/trial_1", "exports", kind="classifier")
+served = tf.saved_model.load(path)  # after `import tensorflow_text`
+served.signatures["serving_default"](text=tf.constant(["a gripping film"]))
+```
+"""
+
+import base64
+import os
+import shutil
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from electra_tf import checkpoint_interop
+from electra_tf import config as config_lib
+from electra_tf import finetuning
+from electra_tf import modeling
+from electra_tf import tasks
+from electra_tf import tokenization
+
+KINDS = ("discriminator", "classifier")
+ID_FEATURES = ("input_ids", "input_mask", "segment_ids")
+
+
+class ServingModule(tf.Module):
+    """A model with its tokenizer, as one exportable object.
+
+    Args:
+      model: a `modeling.FeaturesModel` with its weights loaded.
+      tokenizer: the model's `tokenization.WordPieceTokenizer`.
+      vocab_file: shipped as the SavedModel's asset `vocab.txt`.
+      kind: one of `KINDS`.
+      text_inputs: `("text",)` or `("text", "text_pair")`.
+      max_seq_length: longer inputs are truncated (text) or refused (ids).
+      labels: class names (classifier), or None.
+    """
+
+    def __init__(self, model, tokenizer, vocab_file, kind, text_inputs, max_seq_length, labels=None):
+        super().__init__(name=f"electra_{kind}")
+        self.model = model
+        # Keras 3 layers are not nodes of TF's object graph: list the variables so they are saved.
+        self.model_variables = list(model.weights)
+        self.tokenizer = tokenizer
+        self.vocab_asset = tf.saved_model.Asset(vocab_file)
+        self.vocab = tf.constant(tokenizer.vocab)
+        self.kind = tf.Variable(kind, trainable=False)
+        self.max_seq_length = tf.Variable(max_seq_length, trainable=False, dtype=tf.int32)
+        self.label_names = tf.Variable(list(labels or []), trainable=False, dtype=tf.string)
+        self._kind, self._text_inputs, self._length, self._labels = kind, text_inputs, max_seq_length, labels
+
+    def from_text(self, texts):
+        ids, segments, _ = tokenization.pack_inputs(
+            self.tokenizer, [texts[name] for name in self._text_inputs], self._length)
+        features = {"input_ids": ids.to_tensor(), "segment_ids": segments.to_tensor(),
+                    "input_mask": tf.ones_like(ids).to_tensor()}
+        return self._outputs(features)
+
+    def from_ids(self, features):
+        length = tf.shape(features["input_ids"])[1]
+        check = tf.debugging.assert_less_equal(
+            length, self._length, message=f"input_ids are longer than the exported max_seq_length={self._length}")
+        with tf.control_dependencies([check]):
+            return self._outputs({k: tf.identity(features[k]) for k in ID_FEATURES})
+
+    def _outputs(self, features):
+        logits = self.model(features, training=False)
+        if self._kind == "discriminator":
+            mask = features["input_mask"]
+            real = mask > 0
+            return {"tokens": tf.where(real, tf.gather(self.vocab, features["input_ids"]), ""),
+                    "replaced_probability": tf.where(real, tf.sigmoid(logits), 0.0),
+                    "input_mask": mask}
+        if self._labels is None:
+            return {"score": logits}
+        batch = tf.shape(logits)[0]
+        labels = tf.constant(self._labels)
+        return {"probabilities": tf.nn.softmax(logits), "logits": logits,
+                "label": tf.gather(labels, tf.argmax(logits, axis=-1)),
+                # TF Serving's row format needs every output batched: the names are repeated per row.
+                "label_names": tf.tile(labels[None], [batch, 1])}
+
+    def signatures(self):
+        text_spec = {name: tf.TensorSpec([None], tf.string, name=name) for name in self._text_inputs}
+        ids_spec = {name: tf.TensorSpec([None, None], tf.int32, name=name) for name in ID_FEATURES}
+        return {"serving_default": tf.function(self.from_text).get_concrete_function(text_spec),
+                "encoded": tf.function(self.from_ids).get_concrete_function(ids_spec)}
+
+
+def load_serving_module(model_dir, kind, max_seq_length=None):
+    """Builds the `ServingModule` of an electra_tf model dir.
+
+    Args:
+      model_dir: for `discriminator`, a `run_pretraining.py` model dir or a
+        `convert_checkpoint.py` output; for `classifier`, a `run_finetuning.py`
+        trial dir (`<model_dir>/trial_<k>`, which holds `task.json`).
+      kind: one of `KINDS`.
+      max_seq_length: overrides the config's (at most max_position_embeddings).
+    """
+    if kind not in KINDS:
+        raise ValueError(f"--kind={kind!r}: choose one of {KINDS}")
+    config_file = os.path.join(model_dir, "config.json")
+    if not os.path.isfile(config_file):
+        raise ValueError(f"--model_dir={model_dir} has no config.json: pass an electra_tf model dir (convert "
+                         "other checkpoints with convert_checkpoint.py)")
+    config = config_lib.ElectraConfig.from_json_file(config_file)
+    if max_seq_length:
+        config = config.replace(max_seq_length=max_seq_length)
+    vocab_file = os.path.join(model_dir, "vocab.txt")
+    tokenizer = tokenization.WordPieceTokenizer.for_config(vocab_file, config)
+    labels, text_inputs = None, ("text",)
+    if kind == "discriminator":
+        model = modeling.ElectraDiscriminator(config)
+        model.build_variables()
+        names = checkpoint_interop.encoder_names(model.encoder, "electra")
+        names.update(checkpoint_interop.head_names(model.head, "discriminator_predictions"))
+        ignore = ("generator/", "generator_predictions/")
+    else:
+        task = tasks.read_task_file(model_dir)
+        labels = task["labels"]
+        text_inputs = ("text", "text_pair") if task["text_pair"] else ("text",)
+        model = finetuning.ElectraClassifier(config, len(labels) if labels else 1, task["task"],
+                                             regression=labels is None)
+        model.build_variables()
+        names, ignore = model.variable_names(), ()
+    try:
+        checkpoint_interop.load_into(names, model_dir, ignore=ignore)
+    except ValueError as e:
+        raise ValueError(f"--model_dir={model_dir} cannot be exported as --kind={kind}: {e}") from e
+    return ServingModule(model, tokenizer, vocab_file, kind, text_inputs, config.max_seq_length, labels)
+
+
+def export_model(model_dir, export_dir, kind, model_name=None, version=None, max_seq_length=None):
+    """Writes `<export_dir>/<model_name>/<version>/` for TF Serving and returns its path.
+
+    Args:
+      model_dir, kind, max_seq_length: as `load_serving_module`.
+      export_dir: TF Serving's model base path is `<export_dir>/<model_name>`.
+      model_name: defaults to `electra_<kind>`.
+      version: a positive integer; defaults to one above the highest there.
+    """
+    keras.mixed_precision.set_global_policy("float32")  # Served in float32 whatever the training policy was.
+    module = load_serving_module(model_dir, kind, max_seq_length)
+    base = os.path.join(export_dir, model_name or f"electra_{kind}")
+    existing = [int(d) for d in (os.listdir(base) if os.path.isdir(base) else []) if d.isdigit()]
+    version = version or max(existing, default=0) + 1
+    if version < 1:
+        raise ValueError(f"--version must be positive, got {version}")
+    path = os.path.join(base, str(version))
+    if os.path.exists(path):
+        raise ValueError(f"{path} exists: TF Serving versions are immutable; pass another --version")
+    staging = os.path.join(base, f".tmp-{version}")
+    shutil.rmtree(staging, ignore_errors=True)
+    tf.saved_model.save(module, staging, signatures=module.signatures())
+    os.rename(staging, path)
+    return path
+
+
+# --- TF Serving's REST API, for checking an export without the server ---
+
+def _to_tensor(values, spec):
+    if spec.dtype == tf.string:
+        # JSON carries binary strings as {"b64": ...}, as TF Serving's REST API accepts them.
+        decode = lambda v: base64.b64decode(v["b64"]) if isinstance(v, dict) else v.encode("utf-8")
+        return tf.constant(np.array([decode(v) for v in values], dtype=object))
+    return tf.constant(values, dtype=spec.dtype)
+
+
+def _to_json(value):
+    value = value.numpy() if hasattr(value, "numpy") else value
+    if isinstance(value, np.ndarray) and value.dtype == object:
+        return np.vectorize(lambda b: b.decode("utf-8", "replace"), otypes=[object])(value).tolist()
+    return value.tolist()
+
+
+def rest_predict(loaded, body):
+    """Answers a TF Serving REST `:predict` body with a loaded SavedModel, as the server does.
+
+    Row format `{"instances": [...]}` (a list of inputs, or of dicts of named
+    inputs) answers `{"predictions": [...]}`, one entry per instance (a dict of
+    outputs, or the value when there is one output). Columnar format
+    `{"inputs": {...}}` (or a bare list for a single input) answers
+    `{"outputs": {...}}`. `"signature_name"` picks the signature.
+    """
+    signature = loaded.signatures[body.get("signature_name", "serving_default")]
+    specs = signature.structured_input_signature[1]
+    if ("instances" in body) == ("inputs" in body):
+        raise ValueError('a request has exactly one of "instances" (row format) or "inputs" (columnar format)')
+    if "instances" in body:
+        rows = body["instances"]
+        if all(isinstance(r, dict) and "b64" not in r for r in rows):
+            columns = {name: [r[name] for r in rows] for name in specs}
+        elif len(specs) == 1:
+            columns = {next(iter(specs)): rows}
+        else:
+            raise ValueError(f"instances must be objects with the inputs {sorted(specs)}")
+    else:
+        columns = body["inputs"] if isinstance(body["inputs"], dict) else {next(iter(specs)): body["inputs"]}
+    missing = sorted(set(specs) - set(columns))
+    if missing:
+        raise ValueError(f"the request lacks the input(s) {missing}; this signature takes {sorted(specs)}")
+    outputs = signature(**{name: _to_tensor(columns[name], spec) for name, spec in specs.items()})
+    outputs = {name: _to_json(value) for name, value in outputs.items()}
+    if "instances" in body:
+        batch = len(next(iter(outputs.values())))
+        if len(outputs) == 1:
+            return {"predictions": next(iter(outputs.values()))}
+        return {"predictions": [{name: value[i] for name, value in outputs.items()} for i in range(batch)]}
+    return {"outputs": next(iter(outputs.values())) if len(outputs) == 1 else outputs}
