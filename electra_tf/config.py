@@ -74,6 +74,14 @@ class ElectraConfig:
     layerwise_lr_decay: float
     num_train_epochs: float
     warmup_proportion: float
+    # Question answering (SQuAD): windows, post-processing and the authors' heads.
+    doc_stride: int
+    max_query_length: int
+    n_best_size: int
+    max_answer_length: int
+    answerable_weight: float
+    qa_beam_size: int
+    qa_joint_hidden_size: int
     finetuning: dict
 
     def __post_init__(self):
@@ -84,6 +92,8 @@ class ElectraConfig:
             "type_vocab_size", "max_seq_length", "num_train_steps", "train_batch_size", "gradient_accumulation_steps",
             "eval_batch_size", "save_checkpoints_steps", "keep_checkpoint_max",
             "steps_per_loop", "learning_rate", "temperature", "num_train_epochs",
+            "doc_stride", "max_query_length", "n_best_size", "max_answer_length", "qa_beam_size",
+            "qa_joint_hidden_size",
         )
         for name in positive:
             if getattr(self, name) <= 0:

@@ -1,8 +1,8 @@
-"""Fine-tuning ELECTRA's discriminator: the task model, its step, its inputs and its initial weights.
+"""Fine-tuning ELECTRA's discriminator: the task models, their step, their inputs and initial weights.
 
-The model is the authors': the discriminator encoder, its [CLS] hidden state,
-dropout, and one dense layer under `task_specific/<task>/` (a single output
-trained with MSE for regression). Training reuses the pre-training machinery:
+The models are the authors': the discriminator encoder with a classifier
+([CLS] -> dropout -> dense, MSE for regression) or a SQuAD span head, under
+`task_specific/<task>/`. Training reuses the pre-training machinery:
 `optimization.apply_gradients` (global-batch clipping, non-finite guard) and
 `training.Trainer` (loops, checkpoints, resume, TensorBoard).
 """
@@ -17,13 +17,73 @@ from electra_tf import modeling
 from electra_tf import optimization
 
 
-class ElectraClassifier(modeling.FeaturesModel):
+class FinetuningModel(modeling.FeaturesModel):
+    """The discriminator encoder with a task head, and the training step all tasks share.
+
+    Subclasses build their head, compute outputs in `call`, and define
+    `per_example_loss` and `head_variables`.
+
+    Args:
+      config: an `ElectraConfig` (encoder sizes, dropout, clip_norm).
+      task_name: names the head's variables (`task_specific/<task_name>/...`).
+    """
+
+    def __init__(self, config, task_name, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config
+        self.task_name = task_name
+        self.embeddings = modeling.ElectraEmbeddings.from_electra_config(config, name="embeddings")
+        self.encoder = modeling.ElectraEncoder.discriminator(config, self.embeddings, name="discriminator")
+        self.loss_metric = keras.metrics.Mean(name="loss")
+        self.guard = optimization.UpdateGuard.for_global_policy(name="update_guard")
+
+    @property
+    def metrics(self):
+        return [self.loss_metric]
+
+    def encode(self, features, training):
+        return self.encoder(features["input_ids"], features["segment_ids"], features["input_mask"],
+                            training=training)
+
+    def variable_names(self):
+        """{authors' name: variable}: the encoder as `electra/...`, the head under `task_specific/<task>/`."""
+        names = checkpoint_interop.encoder_names(self.encoder, "electra")
+        names.update({f"task_specific/{self.task_name}/{name}": v for name, v in self.head_variables().items()})
+        return names
+
+    def train_step(self, data):
+        replica = tf.distribute.get_replica_context()
+        replicas = replica.num_replicas_in_sync if replica else 1
+        with tf.GradientTape() as tape:
+            outputs = self(data, training=True)
+            per_example = self.per_example_loss(data, outputs)
+            # This replica's share of the mean over the global batch.
+            loss = tf.reduce_sum(per_example) / tf.cast(tf.shape(per_example)[0] * replicas, tf.float32)
+            scaled = self.guard.scale(loss)
+        grads = tape.gradient(scaled, self.trainable_variables)
+        optimization.apply_gradients(self.optimizer, self.guard.unscale(grads), self.trainable_variables,
+                                     self.config.clip_norm, guard=self.guard, loss=loss)
+        self.loss_metric.update_state(loss * replicas)
+        self.update_task_metrics(data, outputs)
+        return {m.name: m.result() for m in self.metrics}
+
+    def update_task_metrics(self, data, outputs):
+        pass
+
+    def predict_step(self, data):
+        return self(data, training=False)
+
+
+class ElectraClassifier(FinetuningModel):
     """A sentence(-pair) classifier or regressor on ELECTRA's discriminator.
+
+    The authors' head: the [CLS] hidden state -> dropout -> dense, stored as
+    `task_specific/<task_name>/dense/{kernel,bias}`.
 
     Args:
       config: an `ElectraConfig` (encoder sizes, dropout, clip_norm).
       num_outputs: number of classes, or 1 for regression.
-      task_name: names the head's variables (`task_specific/<task_name>/dense/...`).
+      task_name: names the head's variables.
       regression: one output trained with mean squared error.
 
     Call args:
@@ -42,61 +102,116 @@ class ElectraClassifier(modeling.FeaturesModel):
     """
 
     def __init__(self, config, num_outputs, task_name, regression=False, **kwargs):
-        super().__init__(**kwargs)
-        self.config = config
-        self.task_name = task_name
+        super().__init__(config, task_name, **kwargs)
         self.regression = regression
-        self.embeddings = modeling.ElectraEmbeddings.from_electra_config(config, name="embeddings")
-        self.encoder = modeling.ElectraEncoder.discriminator(config, self.embeddings, name="discriminator")
         self.dropout = keras.layers.Dropout(config.dropout_prob)
         self.head = keras.layers.Dense(num_outputs, kernel_initializer=modeling.initializer(config),
                                        dtype="float32", name="task_head")
-        self.loss_metric = keras.metrics.Mean(name="loss")
         self.accuracy_metric = None if regression else keras.metrics.SparseCategoricalAccuracy(name="accuracy")
-        self.guard = optimization.UpdateGuard.for_global_policy(name="update_guard")
 
     @property
     def metrics(self):
-        return [m for m in (self.loss_metric, self.accuracy_metric) if m is not None]
+        return super().metrics + ([self.accuracy_metric] if self.accuracy_metric is not None else [])
 
     def call(self, features, training=None):
-        hidden = self.encoder(features["input_ids"], features["segment_ids"], features["input_mask"],
-                              training=training)
-        logits = self.head(self.dropout(hidden[:, 0], training=training))
+        logits = self.head(self.dropout(self.encode(features, training)[:, 0], training=training))
         return logits[:, 0] if self.regression else logits
 
-    def variable_names(self):
-        """{authors' name: variable}: the encoder as `electra/...`, the head as the authors' fine-tuning code."""
-        names = checkpoint_interop.encoder_names(self.encoder, "electra")
-        names[f"task_specific/{self.task_name}/dense/kernel"] = self.head.kernel
-        names[f"task_specific/{self.task_name}/dense/bias"] = self.head.bias
-        return names
+    def head_variables(self):
+        return {"dense/kernel": self.head.kernel, "dense/bias": self.head.bias}
 
-    def task_loss(self, labels, outputs):
-        """This replica's share of the mean loss over the global batch."""
-        replica = tf.distribute.get_replica_context()
-        replicas = replica.num_replicas_in_sync if replica else 1
+    def per_example_loss(self, data, outputs):
         if self.regression:
-            per_example = tf.square(outputs - tf.cast(labels, tf.float32))
-        else:
-            per_example = keras.losses.sparse_categorical_crossentropy(labels, outputs, from_logits=True)
-        return tf.reduce_sum(per_example) / tf.cast(tf.shape(per_example)[0] * replicas, tf.float32), replicas
+            return tf.square(outputs - tf.cast(data["label_ids"], tf.float32))
+        return keras.losses.sparse_categorical_crossentropy(data["label_ids"], outputs, from_logits=True)
 
-    def train_step(self, data):
-        with tf.GradientTape() as tape:
-            outputs = self(data, training=True)
-            loss, replicas = self.task_loss(data["label_ids"], outputs)
-            scaled = self.guard.scale(loss)
-        grads = tape.gradient(scaled, self.trainable_variables)
-        optimization.apply_gradients(self.optimizer, self.guard.unscale(grads), self.trainable_variables,
-                                     self.config.clip_norm, guard=self.guard, loss=loss)
-        self.loss_metric.update_state(loss * replicas)
+    def update_task_metrics(self, data, outputs):
         if self.accuracy_metric is not None:
             self.accuracy_metric.update_state(data["label_ids"], outputs)
-        return {m.name: m.result() for m in self.metrics}
 
-    def predict_step(self, data):
-        return self(data, training=False)
+
+class ElectraQuestionAnswering(FinetuningModel):
+    """Extractive QA (SQuAD) on ELECTRA's discriminator: answer-span logits over the context.
+
+    Start and end logits come from one dense layer over every position,
+    masked to the context tokens and [CLS] (a window's "no answer"). With
+    `joint=True`, the authors' head: the end is predicted conditioned on the
+    start (the start's hidden state joins each position's, through a GELU
+    layer of `qa_joint_hidden_size`), on the gold start in training and on
+    each of the `qa_beam_size` best starts in inference. With `answerable`
+    (SQuAD 2.0), a classifier on [CLS] and the start-weighted context says
+    whether the question has no answer; its loss counts `answerable_weight`.
+
+    Args:
+      config: an `ElectraConfig`.
+      task_name: names the head's variables (`task_specific/<task_name>/...`).
+      joint: the authors' start-conditioned end head.
+      answerable: add the no-answer classifier.
+
+    Returns (call):
+      dict of float32 `start_logits` [batch, length], `end_logits`
+      ([batch, length], or [batch, beam, length] for the joint head in
+      inference, with int32 `start_top_index` [batch, beam]) and, with
+      `answerable`, `impossible_logits` [batch] (positive: no answer).
+    """
+
+    def __init__(self, config, task_name, joint=False, answerable=False, **kwargs):
+        super().__init__(config, task_name, **kwargs)
+        self.joint, self.answerable = joint, answerable
+        dense = lambda units, name, activation=None: keras.layers.Dense(
+            units, activation=activation, kernel_initializer=modeling.initializer(config), dtype="float32",
+            name=name)
+        self.start_dense = dense(1, "start_logits")
+        self.end_dense = dense(1, "end_logits")
+        self.end_hidden = dense(config.qa_joint_hidden_size, "end_hidden", config.hidden_act) if joint else None
+        self.answerable_hidden = dense(config.qa_joint_hidden_size, "answer_class_hidden",
+                                       config.hidden_act) if answerable else None
+        self.answerable_dense = dense(1, "answer_class") if answerable else None
+
+    def call(self, features, training=None):
+        hidden = tf.cast(self.encode(features, training), tf.float32)
+        context = tf.cast(features["segment_ids"] * features["input_mask"], tf.bool)
+        allowed = tf.concat([tf.ones_like(context[:, :1]), context[:, 1:]], axis=1)  # [CLS] means no answer.
+        penalty = (1.0 - tf.cast(allowed, tf.float32)) * -1e4
+        start_logits = self.start_dense(hidden)[..., 0] + penalty
+        outputs = {"start_logits": start_logits}
+        if not self.joint:
+            outputs["end_logits"] = self.end_dense(hidden)[..., 0] + penalty
+        elif training:
+            start_hidden = tf.gather(hidden, features["start_positions"], batch_dims=1)[:, None]
+            outputs["end_logits"] = self._joint_end(hidden, start_hidden) + penalty
+        else:
+            beam = min(self.config.qa_beam_size, hidden.shape[1] or self.config.qa_beam_size)
+            top = tf.math.top_k(start_logits, k=beam).indices
+            start_hidden = tf.gather(hidden, top, batch_dims=1)  # [batch, beam, hidden]
+            end = self._joint_end(hidden[:, None], start_hidden[:, :, None])
+            outputs.update(end_logits=end + penalty[:, None], start_top_index=top)
+        if self.answerable:
+            start_feature = tf.einsum("bl,blh->bh", tf.nn.softmax(start_logits), hidden)
+            joined = tf.concat([hidden[:, 0], start_feature], axis=-1)
+            outputs["impossible_logits"] = self.answerable_dense(self.answerable_hidden(joined))[:, 0]
+        return outputs
+
+    def _joint_end(self, hidden, start_hidden):
+        """End logits with each position's hidden state joined to the (broadcast) start's."""
+        shape = tf.broadcast_dynamic_shape(tf.shape(hidden)[:-1], tf.shape(start_hidden)[:-1])
+        joined = tf.concat([tf.broadcast_to(h, tf.concat([shape, tf.shape(h)[-1:]], 0))
+                            for h in (hidden, start_hidden)], axis=-1)
+        return self.end_dense(self.end_hidden(joined))[..., 0]
+
+    def head_variables(self):
+        layers = [self.start_dense, self.end_dense, self.end_hidden, self.answerable_hidden, self.answerable_dense]
+        return {f"{layer.name}/{leaf}": getattr(layer, leaf) for layer in layers if layer is not None
+                for leaf in ("kernel", "bias")}
+
+    def per_example_loss(self, data, outputs):
+        ce = lambda labels, logits: keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+        loss = (ce(data["start_positions"], outputs["start_logits"])
+                + ce(data["end_positions"], outputs["end_logits"])) / 2
+        if self.answerable:
+            loss += self.config.answerable_weight * tf.nn.sigmoid_cross_entropy_with_logits(
+                tf.cast(data["is_impossible"], tf.float32), outputs["impossible_logits"])
+        return loss
 
 
 def layerwise_multipliers(model, authors_off_by_one=False):
@@ -155,11 +270,14 @@ def train_dataset(features, batch_size, seed, input_context=None):
 def eval_dataset(features, batch_size):
     """Every example once, in order; the last batch is padded (static shapes for XLA/TPU).
 
+    Args:
+      features: dict of numpy arrays with one row per example.
+
     Returns:
       (dataset, number of real examples): predictions beyond that number are padding.
     """
     n = len(features["input_ids"])
     padded = -n % batch_size
-    arrays = {k: np.concatenate([features[k], np.zeros((padded,) + features[k].shape[1:], features[k].dtype)])
-              for k in FEATURES}
+    arrays = {k: np.concatenate([v, np.zeros((padded,) + v.shape[1:], v.dtype)])
+              for k, v in features.items() if isinstance(v, np.ndarray)}
     return tf.data.Dataset.from_tensor_slices(arrays).batch(batch_size, drop_remainder=True), n

@@ -397,11 +397,16 @@ def read_task_examples(task, split, data_dir=None, tfds_name=None, tfds_data_dir
 TASK_FILE = "task.json"
 
 
-def write_task_file(model_dir, task):
-    """Records in a fine-tuned model dir what serving needs of its task: name, labels, text pair or not."""
+def write_task_file(model_dir, info):
+    """Records in a fine-tuned model dir what serving needs of its task (see `task_info`)."""
     with open(os.path.join(model_dir, TASK_FILE), "w") as f:
-        json.dump({"task": task.name, "labels": list(task.labels) if task.labels else None,
-                   "text_pair": task.train_layout.text_b is not None}, f, indent=2)
+        json.dump(info, f, indent=2)
+
+
+def task_info(task):
+    """A classification task's name, labels (None: regression) and whether it takes text pairs."""
+    return {"task": task.name, "kind": "classifier", "labels": list(task.labels) if task.labels else None,
+            "text_pair": task.train_layout.text_b is not None}
 
 
 def read_task_file(model_dir):

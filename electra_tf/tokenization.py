@@ -108,6 +108,39 @@ class WordPieceTokenizer(tf.Module):
         """Tokenises a batch of strings into a RaggedTensor of ids [batch, (tokens)]."""
         return self._tokenizer.tokenize(normalize(text, self.lower_case))
 
+    def tokenize_with_offsets(self, text):
+        """Ids with each token's [start, end) offsets in characters of the ORIGINAL text.
+
+        Every character is normalised on its own and the pieces joined, so each
+        byte the WordPiece tokenizer sees maps back to the character it came
+        from (whole-text normalisation would lose that). It gives the ids of
+        `__call__` except where lower-casing depends on context (a Greek final
+        sigma).
+
+        Args:
+          text: string tensor [batch].
+
+        Returns:
+          (ids, starts, ends): RaggedTensors [batch, (tokens)], ids int32 and
+          character offsets int64.
+        """
+        chars = tf.strings.unicode_split(tf.strings.unicode_transcode(text, "UTF-8", "UTF-8", errors="replace"),
+                                         "UTF-8")
+        pieces = chars.with_flat_values(normalize(chars.flat_values, self.lower_case))
+        piece_ends = tf.math.cumsum(tf.cast(tf.strings.length(pieces).to_tensor(), tf.int64), axis=1)
+        column = tf.range(tf.shape(piece_ends, out_type=tf.int64)[1])
+        # Past a row's last character the ends must stay sorted: the largest int64, plus one such column
+        # so that an empty batch still has something to search.
+        piece_ends = tf.where(column[None] < chars.row_lengths()[:, None], piece_ends, tf.int64.max)
+        piece_ends = tf.pad(piece_ends, [[0, 0], [0, 1]], constant_values=tf.int64.max)
+        ids, starts, ends = self._tokenizer.tokenize_with_offsets(tf.strings.reduce_join(pieces, axis=1))
+
+        def to_characters(byte_offsets):  # The character whose normalised bytes hold the offset.
+            found = tf.searchsorted(piece_ends, byte_offsets.to_tensor(), side="right")
+            return tf.RaggedTensor.from_tensor(found, lengths=ids.row_lengths())
+
+        return ids, to_characters(starts), to_characters(ends - 1) + 1
+
     def tokens(self, ids):
         return [self.vocab[i] for i in ids]
 
@@ -161,3 +194,25 @@ def pack_inputs(tokenizer, texts, max_seq_length):
     trimmed = [tf.RaggedTensor.from_tensor(s.to_tensor(), lengths=k) for s, k in zip(segments, kept)]
     input_ids, segment_ids = tf_text.combine_segments(trimmed, tokenizer.cls_id, tokenizer.sep_id)
     return input_ids, tf.cast(segment_ids, tf.int32), truncated
+
+
+def learn_vocab(text_files, vocab_size, output_file, lower_case=True):
+    """Learns a WordPiece vocabulary from text files with keras-hub.
+
+    The result starts with BERT's special tokens at their usual ids.
+    Pieces made only of whitespace-like characters (keras-hub can return
+    non-breaking spaces) are removed.
+
+    Returns:
+      The number of tokens written.
+    """
+    import keras_hub  # Imported here: only vocabulary learning needs it.
+
+    lines = tf.data.TextLineDataset(text_files).map(lambda x: normalize(x, lower_case))
+    pieces = keras_hub.tokenizers.compute_word_piece_vocabulary(
+        lines, vocabulary_size=vocab_size, lowercase=False, strip_accents=False,
+        reserved_tokens=list(SPECIAL_TOKENS))
+    vocab = [p for p in pieces if p.replace("##", "", 1).strip() and p == p.strip()]
+    with open(output_file, "w", encoding="utf-8") as f:
+        f.write("".join(token + "\n" for token in vocab))
+    return len(vocab)

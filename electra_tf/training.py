@@ -192,17 +192,18 @@ class Trainer:
             "check the data, or pass --skip_nonfinite to skip and count such steps.")
 
     def predict(self, dataset):
-        """The model's `predict_step` outputs over a dataset of global batches, in order, as numpy."""
+        """The model's `predict_step` outputs (a tensor or a dict) over a dataset of global batches, in order, as numpy."""
         step_fn = tf.function(self.model.predict_step, jit_compile=self.jit_compile)
 
         @tf.function
         def predict_step(batch):
             return self.strategy.gather(self.strategy.run(step_fn, args=(batch,)), axis=0)
 
-        outputs = [predict_step(batch).numpy() for batch in self.strategy.experimental_distribute_dataset(dataset)]
+        outputs = [tf.nest.map_structure(lambda t: t.numpy(), predict_step(batch))
+                   for batch in self.strategy.experimental_distribute_dataset(dataset)]
         if not outputs:
             raise ValueError("prediction data produced no batch")
-        return np.concatenate(outputs)
+        return tf.nest.map_structure(lambda *batches: np.concatenate(batches), *outputs)
 
     def evaluate(self, dataset, num_steps=None):
         """Runs `test_step` over a dataset (at most `num_steps` batches) and returns the metrics."""

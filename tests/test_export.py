@@ -30,7 +30,7 @@ def _write_classifier(model_dir, config, vocab_file, task):
     # Random heads give near-uniform answers; larger weights make the comparisons sharper.
     model.head.kernel.assign(model.head.kernel * 50.0)
     checkpoint_interop.write_native(model_dir, config, vocab_file, model.variable_names())
-    tasks.write_task_file(model_dir, task)
+    tasks.write_task_file(model_dir, tasks.task_info(task))
 
 
 @pytest.fixture(scope="module")

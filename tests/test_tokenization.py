@@ -1,3 +1,4 @@
+import itertools
 import json
 
 import pytest
@@ -70,3 +71,28 @@ def test_learned_vocab_starts_with_special_tokens_and_tokenizes(tmp_path):
     tok = tokenization.WordPieceTokenizer(str(out))
     ids = tok(tf.constant(["the history of the city"])).to_list()[0]
     assert ids and tok.unk_id not in ids
+
+
+def _authors_truncate(length_a, length_b, budget):
+    """The authors' `_truncate_seq_pair` on lengths: pop from the longer, from the second on ties."""
+    while length_a + length_b > budget:
+        if length_a > length_b:
+            length_a -= 1
+        else:
+            length_b -= 1
+    return length_a, length_b
+
+
+@pytest.mark.parametrize("budget", [1, 2, 7, 10])
+def test_truncated_lengths_equal_the_authors_pop_loop_for_every_pair_of_lengths(budget):
+    grid = list(itertools.product(range(14), repeat=2))
+    a, b = (tf.constant([g[i] for g in grid], tf.int64) for i in (0, 1))
+    kept_a, kept_b = tokenization.truncated_lengths([a, b], budget)
+    assert list(zip(kept_a.numpy().tolist(), kept_b.numpy().tolist())) == [_authors_truncate(*g, budget) for g in grid]
+    assert tokenization.truncated_lengths([a], budget)[0].numpy().tolist() == [min(g[0], budget) for g in grid]
+
+
+def test_bytes_that_are_not_utf8_are_dropped_like_bert_drops_the_replacement_character(vocab_file):
+    tokenizer = tokenization.WordPieceTokenizer(vocab_file)
+    ids = tokenizer(tf.constant([b"caf\xe9 \xff\xfeopen", "caf open", "caf\ufffd open"])).to_list()
+    assert ids[0] == ids[1] == ids[2]
