@@ -1,4 +1,4 @@
-"""Fine-tunes a pre-trained ELECTRA discriminator on a GLUE task or on your own labelled text.
+"""Fine-tunes a pre-trained ELECTRA discriminator on GLUE, SQuAD or your own labelled text.
 
 GLUE, from the standard download (or TensorFlow Datasets with --tfds_name):
 
@@ -10,8 +10,13 @@ Your own TSV/CSV (labels are collected from the training file):
     python run_finetuning.py --task=text_classification --train_file=train.tsv --dev_file=dev.tsv \
         --text_a_column=1 --label_column=0 --init_checkpoint=runs/pretrain_tiny_electra --model_dir=runs/mine
 
+SQuAD 2.0 (squad) or 1.1 (squadv1), official JSON files (train.json, dev.json under --data_dir):
+
+    python run_finetuning.py --task=squad --data_dir=squad_v2 --init_checkpoint=models/electra_small \
+        --model_size=small --model_dir=runs/squad
+
 Hyper-parameters come from the `finetuning` values of configs/<size>.json
-(and configs/finetuning/tasks.json: 10 epochs for RTE and STS-B), then
+(and configs/finetuning/tasks.json: 10 epochs for RTE and STS-B; seq 512 for SQuAD), then
 --hparams, then flags. Each trial trains in <model_dir>/trial_<k> (re-running
 resumes it); dev metrics of every trial and their median go to
 <model_dir>/results.json.
@@ -81,14 +86,17 @@ FLAGS = flags.FLAGS
 
 def load_task():
     if FLAGS.task is None:
-        raise ValueError(f"--task is required: one of {list(tasks.TASK_NAMES)}")
+        raise ValueError(f"--task is required: one of {list(tasks.TASK_NAMES) + list(squad.TASKS)}")
     name = tasks.canonical_name(FLAGS.task)
     if name in tasks.GENERIC_TASKS:
         return tasks.generic_task(
             FLAGS.train_file, FLAGS.text_a_column, FLAGS.label_column, FLAGS.text_b_column, FLAGS.header,
             regression=name == "text_regression", delimiter=FLAGS.delimiter, dev_file=FLAGS.dev_file,
             test_file=FLAGS.test_file)
-    task = tasks.get_task(name)
+    try:
+        task = tasks.get_task(name)
+    except ValueError as e:
+        raise ValueError(f"{e}, or SQuAD's {list(squad.TASKS)}") from None
     return task if FLAGS.double_unordered else dataclasses.replace(task, double_unordered=False)
 
 

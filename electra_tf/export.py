@@ -27,9 +27,12 @@ import base64
 import os
 import shutil
 
+import json
+
 import keras
 import numpy as np
 import tensorflow as tf
+import tensorflow_text as tf_text
 
 from electra_tf import checkpoint_interop
 from electra_tf import config as config_lib
@@ -38,7 +41,7 @@ from electra_tf import modeling
 from electra_tf import tasks
 from electra_tf import tokenization
 
-KINDS = ("discriminator", "classifier")
+KINDS = ("discriminator", "classifier", "squad")
 ID_FEATURES = ("input_ids", "input_mask", "segment_ids")
 
 
@@ -53,9 +56,11 @@ class ServingModule(tf.Module):
       text_inputs: `("text",)` or `("text", "text_pair")`.
       max_seq_length: longer inputs are truncated (text) or refused (ids).
       labels: class names (classifier), or None.
+      qa: for `squad`, dict of `max_query_length`, `max_answer_length`,
+        `version_2` and `null_threshold` (answer "" above these no-answer odds).
     """
 
-    def __init__(self, model, tokenizer, vocab_file, kind, text_inputs, max_seq_length, labels=None):
+    def __init__(self, model, tokenizer, vocab_file, kind, text_inputs, max_seq_length, labels=None, qa=None):
         super().__init__(name=f"electra_{kind}")
         self.model = model
         # Keras 3 layers are not nodes of TF's object graph: list the variables so they are saved.
@@ -67,8 +72,11 @@ class ServingModule(tf.Module):
         self.max_seq_length = tf.Variable(max_seq_length, trainable=False, dtype=tf.int32)
         self.label_names = tf.Variable(list(labels or []), trainable=False, dtype=tf.string)
         self._kind, self._text_inputs, self._length, self._labels = kind, text_inputs, max_seq_length, labels
+        self._qa = qa
 
     def from_text(self, texts):
+        if self._kind == "squad":
+            return self._answer(texts["question"], texts["context"])
         ids, segments, _ = tokenization.pack_inputs(
             self.tokenizer, [texts[name] for name in self._text_inputs], self._length)
         features = {"input_ids": ids.to_tensor(), "segment_ids": segments.to_tensor(),
@@ -84,6 +92,8 @@ class ServingModule(tf.Module):
 
     def _outputs(self, features):
         logits = self.model(features, training=False)
+        if self._kind == "squad":  # Clients that tokenize themselves post-process the logits themselves.
+            return logits
         if self._kind == "discriminator":
             mask = features["input_mask"]
             real = mask > 0
@@ -99,6 +109,56 @@ class ServingModule(tf.Module):
                 # TF Serving's row format needs every output batched: the names are repeated per row.
                 "label_names": tf.tile(labels[None], [batch, 1])}
 
+    def _answer(self, question, context):
+        """The best span of the context's first window: text, character offsets, score (and no-answer odds)."""
+        qa = self._qa
+        context = tf.strings.unicode_transcode(context, "UTF-8", "UTF-8", errors="replace")
+        question_ids = self.tokenizer(question)[:, :qa["max_query_length"]]
+        ids, starts, ends = self.tokenizer.tokenize_with_offsets(context)
+        keep = tf.minimum(ids.row_lengths(), self._length - 3 - question_ids.row_lengths())
+        ids, starts, ends = (tf.RaggedTensor.from_tensor(t.to_tensor(), lengths=keep) for t in (ids, starts, ends))
+        input_ids, segment_ids = tf_text.combine_segments([question_ids, ids], self.tokenizer.cls_id,
+                                                          self.tokenizer.sep_id)
+        features = {"input_ids": input_ids.to_tensor(), "segment_ids": tf.cast(segment_ids.to_tensor(), tf.int32),
+                    "input_mask": tf.ones_like(input_ids).to_tensor()}
+        outputs = self.model(features, training=False)
+        start, end = outputs["start_logits"], outputs["end_logits"]
+        length = tf.shape(start)[1]
+        first = question_ids.row_lengths() + 2  # Position of the first context token.
+        position = tf.range(tf.cast(length, tf.int64))[None]
+        in_context = (position >= first[:, None]) & (position < (first + keep)[:, None])
+        if end.shape.rank == 3:  # Joint head: an end distribution for each of the beam's starts.
+            top = tf.cast(outputs["start_top_index"], tf.int64)
+            start_pos, start_score = top[:, :, None], tf.gather(start, top, batch_dims=1)[:, :, None]
+            start_ok = tf.gather(in_context, top, batch_dims=1)[:, :, None]
+            null_end = end[:, 0, 0]
+        else:
+            start_pos, start_score, start_ok = position[:, :, None], start[:, :, None], in_context[:, :, None]
+            end, null_end = end[:, None, :], end[:, 0]
+        end_pos = position[:, None, :]
+        valid = start_ok & in_context[:, None, :] & (end_pos >= start_pos) & (
+            end_pos - start_pos < qa["max_answer_length"])
+        scores = tf.where(valid, start_score + end, -1e9)
+        flat = tf.argmax(tf.reshape(scores, [tf.shape(scores)[0], -1]), axis=-1)
+        width = tf.cast(tf.shape(scores)[2], tf.int64)
+        best_start = tf.gather(tf.reshape(tf.broadcast_to(start_pos, tf.shape(scores, out_type=tf.int64)),
+                                          [tf.shape(scores)[0], -1]), flat, batch_dims=1)
+        best_end = flat % width
+        score = tf.gather(tf.reshape(scores, [tf.shape(scores)[0], -1]), flat, batch_dims=1)
+        found = score > -1e8
+        char_start = tf.gather(starts.to_tensor(), tf.maximum(best_start - first, 0), batch_dims=1)
+        char_end = tf.gather(ends.to_tensor(), tf.maximum(best_end - first, 0), batch_dims=1)
+        result = {"score": tf.where(found, score, 0.0)}
+        if qa["version_2"]:
+            null = start[:, 0] + null_end + outputs.get("impossible_logits", 0.0)
+            result["null_odds"] = null - score
+            found &= result["null_odds"] <= qa["null_threshold"]
+        result["start"] = tf.where(found, char_start, -1)
+        result["end"] = tf.where(found, char_end, -1)
+        result["answer"] = tf.where(found, tf.strings.substr(context, char_start, char_end - char_start,
+                                                             unit="UTF8_CHAR"), "")
+        return result
+
     def signatures(self):
         text_spec = {name: tf.TensorSpec([None], tf.string, name=name) for name in self._text_inputs}
         ids_spec = {name: tf.TensorSpec([None, None], tf.int32, name=name) for name in ID_FEATURES}
@@ -111,8 +171,8 @@ def load_serving_module(model_dir, kind, max_seq_length=None):
 
     Args:
       model_dir: for `discriminator`, a `run_pretraining.py` model dir or a
-        `convert_checkpoint.py` output; for `classifier`, a `run_finetuning.py`
-        trial dir (`<model_dir>/trial_<k>`, which holds `task.json`).
+        `convert_checkpoint.py` output; for `classifier` and `squad`, a
+        `run_finetuning.py` trial dir (`<model_dir>/trial_<k>`, which holds `task.json`).
       kind: one of `KINDS`.
       max_seq_length: overrides the config's (at most max_position_embeddings).
     """
@@ -127,15 +187,26 @@ def load_serving_module(model_dir, kind, max_seq_length=None):
         config = config.replace(max_seq_length=max_seq_length)
     vocab_file = os.path.join(model_dir, "vocab.txt")
     tokenizer = tokenization.WordPieceTokenizer.for_config(vocab_file, config)
-    labels, text_inputs = None, ("text",)
+    labels, text_inputs, qa = None, ("text",), None
     if kind == "discriminator":
         model = modeling.ElectraDiscriminator(config)
         model.build_variables()
         names = checkpoint_interop.encoder_names(model.encoder, "electra")
         names.update(checkpoint_interop.head_names(model.head, "discriminator_predictions"))
         ignore = ("generator/", "generator_predictions/")
+    elif kind == "squad":
+        task = tasks.read_task_file(model_dir)
+        if task.get("kind") != "squad":
+            raise ValueError(f"--model_dir={model_dir} holds a {task['task']} model, not a SQuAD one")
+        model = finetuning.ElectraQuestionAnswering(config, task["task"], task["joint"], task["answerable"])
+        model.build_variables()
+        names, ignore, text_inputs = model.variable_names(), (), ("question", "context")
+        qa = {"max_query_length": config.max_query_length, "max_answer_length": config.max_answer_length,
+              "version_2": task["version_2"], "null_threshold": _tuned_threshold(model_dir)}
     else:
         task = tasks.read_task_file(model_dir)
+        if task.get("kind", "classifier") != "classifier":
+            raise ValueError(f"--model_dir={model_dir} holds a {task['kind']} model: pass --kind={task['kind']}")
         labels = task["labels"]
         text_inputs = ("text", "text_pair") if task["text_pair"] else ("text",)
         model = finetuning.ElectraClassifier(config, len(labels) if labels else 1, task["task"],
@@ -146,7 +217,16 @@ def load_serving_module(model_dir, kind, max_seq_length=None):
         checkpoint_interop.load_into(names, model_dir, ignore=ignore)
     except ValueError as e:
         raise ValueError(f"--model_dir={model_dir} cannot be exported as --kind={kind}: {e}") from e
-    return ServingModule(model, tokenizer, vocab_file, kind, text_inputs, config.max_seq_length, labels)
+    return ServingModule(model, tokenizer, vocab_file, kind, text_inputs, config.max_seq_length, labels, qa)
+
+
+def _tuned_threshold(model_dir):
+    """SQuAD 2.0's no-answer threshold tuned on dev by run_finetuning.py (0 if it did not evaluate)."""
+    path = os.path.join(model_dir, "eval_results.json")
+    if not os.path.exists(path):
+        return 0.0
+    with open(path) as f:
+        return float(json.load(f).get("best_threshold", 0.0))
 
 
 def export_model(model_dir, export_dir, kind, model_name=None, version=None, max_seq_length=None):

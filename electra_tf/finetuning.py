@@ -181,7 +181,7 @@ class ElectraQuestionAnswering(FinetuningModel):
             start_hidden = tf.gather(hidden, features["start_positions"], batch_dims=1)[:, None]
             outputs["end_logits"] = self._joint_end(hidden, start_hidden) + penalty
         else:
-            beam = min(self.config.qa_beam_size, hidden.shape[1] or self.config.qa_beam_size)
+            beam = tf.minimum(self.config.qa_beam_size, tf.shape(start_logits)[1])  # Short served inputs.
             top = tf.math.top_k(start_logits, k=beam).indices
             start_hidden = tf.gather(hidden, top, batch_dims=1)  # [batch, beam, hidden]
             end = self._joint_end(hidden[:, None], start_hidden[:, :, None])

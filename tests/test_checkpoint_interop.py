@@ -59,6 +59,13 @@ def _our_discriminator(model_dir_or_arrays, config):
     return encoder, head, names
 
 
+def _write_tf1_checkpoint(prefix, arrays):
+    """A name-based checkpoint as the authors' TF1 code writes it."""
+    names = sorted(arrays)
+    tf.raw_ops.SaveV2(prefix=prefix, tensor_names=names, shape_and_slices=[""] * len(names),
+                      tensors=[tf.constant(arrays[n]) for n in names])
+
+
 def _config_for(hf_dir):
     return ElectraConfig.from_size("small", dict(interop.config_overrides_from_hf(hf_dir), max_seq_length=24))
 
@@ -92,9 +99,7 @@ def test_authors_tf1_checkpoint_imports_discriminator_and_skips_only_optimizer_s
     tensors = {**arrays, **{f"{n}/adam_m": np.zeros_like(v) for n, v in arrays.items()},
                "global_step": np.array(1000, np.int64)}
     prefix = str(tmp_path / "authors" / "model.ckpt-1000")
-    names = sorted(tensors)
-    tf.raw_ops.SaveV2(prefix=prefix, tensor_names=names, shape_and_slices=[""] * len(names),
-                      tensors=[tf.constant(tensors[n]) for n in names])
+    _write_tf1_checkpoint(prefix, tensors)
     imported = interop.read_checkpoint(prefix, "authors_tf1")
     assert set(imported) == set(arrays)
     config = _config_for(tmp_path / "hf")
@@ -177,9 +182,7 @@ def test_authors_checkpoint_with_generator_initialises_a_pretrainer_exactly(tmp_
     arrays = interop.model_arrays(interop.variable_names(source))
     assert any(n.startswith("generator/encoder/layer_0/") for n in arrays)
     prefix = str(tmp_path / "model.ckpt-5")
-    names = sorted(arrays)
-    tf.raw_ops.SaveV2(prefix=prefix, tensor_names=names, shape_and_slices=[""] * len(names),
-                      tensors=[tf.constant(arrays[n]) for n in names])
+    _write_tf1_checkpoint(prefix, arrays)
     target = make_pretrainer(config.replace(seed=8))
     assert interop.initialize_from(target, prefix) == "authors_tf1"
     for a, b in zip(source.trainable_variables, target.trainable_variables):
@@ -329,9 +332,7 @@ def test_authors_tf1_checkpoint_imports_as_hugging_faces_own_tf_loader_reads_it(
     arrays.update({f"{n}/adam_m": np.zeros_like(v) for n, v in list(arrays.items())[:3]},
                   global_step=np.array(7, np.int64))
     prefix = str(tmp_path / "model.ckpt-7")
-    names = sorted(arrays)
-    tf.raw_ops.SaveV2(prefix=prefix, tensor_names=names, shape_and_slices=[""] * len(names),
-                      tensors=[tf.constant(arrays[n]) for n in names])
+    _write_tf1_checkpoint(prefix, arrays)
 
     ours = make_pretrainer(config.replace(seed=3))
     assert interop.initialize_from(ours, prefix) == "authors_tf1"

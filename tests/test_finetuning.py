@@ -230,7 +230,8 @@ def test_tfds_reader_yields_examples_with_the_tasks_labels():
 
 @pytest.mark.parametrize("args, message", [
     ([], "--task is required"),
-    (["--task=squad"], "--task='squad': choose one of"),
+    (["--task=squad3"], "--task='squad3': choose one of"),
+    (["--task=squad"], "--task=squad needs --data_dir (with train.json and dev.json) or --train_file and --dev_file"),
     (["--task=rte"], "--task=rte needs --data_dir"),
     (["--task=rte", "--data_dir=/nonexistent"], "task rte: no train file; tried /nonexistent/RTE/train.tsv"),
     (["--task=text_classification", "--train_file=/nonexistent.tsv"], "--train_file='/nonexistent.tsv' does not exist"),

@@ -6,6 +6,7 @@ import random
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from conftest import run_script
 from electra_tf import squad, tokenization
@@ -148,3 +149,22 @@ def test_run_finetuning_squad_learns_to_find_answers(tmp_path):
         random_spans[e.qas_id] = " ".join(words[start:start + rng.randint(1, 3)])
     baseline = squad.evaluate(examples, random_spans, True)["f1"]
     assert results["HasAns_f1"] > baseline + 30, (results, baseline)
+
+    # Exported for TF Serving, the model answers (question, context) in one graph as the evaluation did.
+    exported = run_script("export_model.py", f"--model_dir={model_dir / 'trial_1'}",
+                          f"--export_dir={tmp_path / 'serving'}", "--kind=squad",
+                          "--sample_text=What colour is the car? ||| The car is red. The hat is blue.")
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    response = json.loads(exported.stdout.split("response: ")[1])["predictions"][0]
+    assert sorted(response) == ["answer", "end", "null_odds", "score", "start"]
+    served = tf.saved_model.load(str(tmp_path / "serving" / "electra_squad" / "1")).signatures["serving_default"]
+    tokenizer = tokenization.WordPieceTokenizer(os.path.join(model_dir, "trial_1", "vocab.txt"))
+    one_window = [e for e in examples if len(list(squad.featurize([e], tokenizer, 48, 16, 12, training=False))) == 1]
+    answers = served(question=tf.constant([e.question for e in one_window]),
+                     context=tf.constant([e.context for e in one_window]))
+    agree = 0
+    for i, e in enumerate(one_window):
+        text, start, end = answers["answer"][i].numpy().decode(), int(answers["start"][i]), int(answers["end"][i])
+        assert text == (e.context[start:end] if start >= 0 else "")
+        agree += text == predictions[e.qas_id]
+    assert len(one_window) > 20 and agree >= 0.95 * len(one_window), (agree, len(one_window))

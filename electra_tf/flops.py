@@ -1,0 +1,70 @@
+"""Pre-training FLOPs counted in the authors' manner, for any config.
+
+As the ELECTRA paper's compute comparisons: every multiply-add is 2 FLOPs;
+a transformer layer counts its four attention projections, the attention
+scores and the weighted sum over the sequence, the two FFN matmuls and the
+element-wise work (dropout 4 FLOPs an element, LayerNorm 5, activation 8,
+softmax 5, biases and residuals 1); the embedding lookup is a gather and
+counts nothing, the `embeddings_project` counts as a dense layer. The
+masked-LM head runs on the `max_predictions_per_seq` masked positions (as
+both the authors' code and ours compute it), the discriminator head on every
+position. Training is 3x the forward pass (the backward pass costs twice the
+forward). An ELECTRA step trains the generator and the discriminator; the MLM
+baseline trains one full-size masked LM.
+
+Example:
+```python
+flops_per_step(ElectraConfig.from_size("small"))  # FLOPs of one global batch
+```
+"""
+
+DROPOUT, LAYER_NORM, ACTIVATION, SOFTMAX = 4, 5, 8, 5
+
+
+def layer_flops(hidden, intermediate, heads, seq):
+    """Forward FLOPs of one post-LN transformer layer, per token."""
+    attention = (3 * (2 * hidden * hidden + hidden)  # query, key, value
+                 + 2 * hidden * seq + heads * seq  # scores and their scaling
+                 + (SOFTMAX + DROPOUT) * heads * seq  # softmax, attention dropout
+                 + 2 * hidden * seq  # weighted sum of the values
+                 + 2 * hidden * hidden + hidden + (DROPOUT + 1 + LAYER_NORM) * hidden)  # output, residual, LN
+    feed_forward = (2 * hidden * intermediate + intermediate + ACTIVATION * intermediate
+                    + 2 * intermediate * hidden + hidden + (DROPOUT + 1 + LAYER_NORM) * hidden)
+    return attention + feed_forward
+
+
+def encoder_flops(embedding, hidden, layers, intermediate, heads, seq):
+    """Forward FLOPs of an encoder per token: embedding sum, LayerNorm, dropout, projection, layers."""
+    embeddings = 2 * embedding + (LAYER_NORM + DROPOUT) * embedding
+    if embedding != hidden:
+        embeddings += 2 * embedding * hidden + hidden
+    return embeddings + layers * layer_flops(hidden, intermediate, heads, seq)
+
+
+def mlm_head_flops(hidden, embedding, vocab):
+    """Forward FLOPs of the masked-LM head at one masked position: dense, GELU, LN, tied projection, softmax."""
+    return (2 * hidden * embedding + embedding + (ACTIVATION + LAYER_NORM) * embedding
+            + 2 * embedding * vocab + vocab + SOFTMAX * vocab)
+
+
+def discriminator_head_flops(hidden):
+    """Forward FLOPs of the replaced-token head at one position: dense, GELU, dense to one logit."""
+    return 2 * hidden * hidden + hidden + ACTIVATION * hidden + 2 * hidden + 1
+
+
+def flops_per_step(config):
+    """Training FLOPs (forward + backward) of one global batch of `config`."""
+    c, seq = config, config.max_seq_length
+    masked = c.max_predictions_per_seq
+    if c.objective == "mlm":
+        forward = (seq * encoder_flops(c.embedding_size, c.hidden_size, c.num_hidden_layers,
+                                       c.intermediate_size, c.num_attention_heads, seq)
+                   + masked * mlm_head_flops(c.hidden_size, c.embedding_size, c.vocab_size))
+    else:
+        forward = (seq * encoder_flops(c.embedding_size, c.generator_hidden, c.generator_num_layers,
+                                       c.generator_intermediate, c.generator_heads, seq)
+                   + masked * mlm_head_flops(c.generator_hidden, c.embedding_size, c.vocab_size)
+                   + seq * encoder_flops(c.embedding_size, c.hidden_size, c.num_hidden_layers,
+                                         c.intermediate_size, c.num_attention_heads, seq)
+                   + seq * discriminator_head_flops(c.hidden_size))
+    return 3 * forward * c.train_batch_size
