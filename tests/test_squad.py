@@ -168,3 +168,31 @@ def test_run_finetuning_squad_learns_to_find_answers(tmp_path):
         assert text == (e.context[start:end] if start >= 0 else "")
         agree += text == predictions[e.qas_id]
     assert len(one_window) > 20 and agree >= 0.95 * len(one_window), (agree, len(one_window))
+
+
+def test_joint_head_predicts_spans_inside_the_context_and_learns_one_batch(tmp_path, vocab_file):
+    """The authors' start-conditioned end head (the end-to-end test covers the plain one)."""
+    from electra_tf import finetuning, optimization
+    from electra_tf.config import ElectraConfig
+
+    config = ElectraConfig.from_size("tiny", {"max_seq_length": 48, "qa_beam_size": 4, "qa_joint_hidden_size": 32,
+                                              "learning_rate": 1e-3})
+    tokenizer = tokenization.WordPieceTokenizer(vocab_file)
+    examples, _ = squad.read_squad(_squad_file(tmp_path / "s.json", _synthetic(16, seed=3)), True)
+    train = list(squad.featurize(examples, tokenizer, 48, 16, 12, training=True))
+    batch = {k: tf.constant(np.stack([f[k] for f, _ in train])) for k in squad.TRAIN_FEATURES}
+    model = finetuning.ElectraQuestionAnswering(config, "squad", joint=True, answerable=True)
+    model.build_variables()
+    model.compile(optimizer=optimization.create_optimizer(config, total_steps=60, warmup_steps=0))
+    losses = [float(model.train_step(batch)["loss"]) for _ in range(60)]
+    assert losses[-1] < 0.5 * losses[0]  # One batch is memorised: the loss and its gradients are wired right.
+
+    windows = list(squad.featurize(examples, tokenizer, 48, 16, 12, training=False))
+    outputs = {k: v.numpy() for k, v in model({k: tf.constant(np.stack([f[k] for f, _ in windows]))
+                                               for k in ("input_ids", "input_mask", "segment_ids")}).items()}
+    assert outputs["end_logits"].shape == (len(windows), 4, 48) and outputs["start_top_index"].shape == (
+        len(windows), 4)
+    predictions, null_odds = squad.predict_answers(examples, [w for _, w in windows], outputs, 20, 30, True)
+    assert set(predictions) == set(null_odds) == {e.qas_id for e in examples}
+    for e in examples:
+        assert predictions[e.qas_id] in e.context
