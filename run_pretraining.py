@@ -24,6 +24,7 @@ import tensorflow as tf
 from electra_tf import checkpoint_interop
 from electra_tf import cli
 from electra_tf import distribution
+from electra_tf import flops
 from electra_tf import optimization
 from electra_tf import pretraining_data
 from electra_tf import tokenization
@@ -118,7 +119,8 @@ def main(argv):
                 json.dump(initial, f, indent=2)
     summary.update(trainer.train(
         train_dataset, config.num_train_steps, config.steps_per_loop, config.save_checkpoints_steps,
-        tokens_per_step=config.train_batch_size * config.max_seq_length))
+        tokens_per_step=config.train_batch_size * config.max_seq_length,
+        flops_per_step=flops.flops_per_step(config)))
     if summary["preempted"]:
         return  # Checkpointed; the same command resumes.
     if FLAGS.do_eval:

@@ -88,7 +88,7 @@ class Trainer:
             step_counter=self.model.optimizer.iterations, checkpoint_interval=checkpoint_every)
 
     def train(self, dataset_fn, num_steps, steps_per_loop, checkpoint_every, tokens_per_step,
-              on_loop_end=None):
+              on_loop_end=None, flops_per_step=None):
         """Trains until the optimizer has made `num_steps` steps, resuming if possible.
 
         Args:
@@ -98,6 +98,7 @@ class Trainer:
           checkpoint_every: checkpoint interval in steps.
           tokens_per_step: global tokens per step, for throughput figures.
           on_loop_end: optional callable(step, logs) after each loop.
+          flops_per_step: training FLOPs of one step; logs `train_flops`, the total so far.
 
         Returns:
           dict with the last logged metrics, `steps`, `tokens` and `wall_seconds`
@@ -144,6 +145,8 @@ class Trainer:
                 logs = {m.name: float(m.result()) for m in self.model.metrics}
                 logs["learning_rate"] = float(self.model.optimizer.learning_rate)
                 logs["tokens_per_second"] = loop_steps * tokens_per_step / seconds
+                if flops_per_step:
+                    logs["train_flops"] = float(self.step * flops_per_step)
                 if self.guard is not None:
                     logs["loss_scale"] = float(self.guard.loss_scale.numpy())
                     logs["nonfinite_steps"] = int(self.guard.nonfinite_steps.numpy())

@@ -4,7 +4,8 @@ import os
 import tensorflow as tf
 
 from conftest import run_script
-from electra_tf import checkpoint_interop
+from electra_tf import checkpoint_interop, flops
+from electra_tf.config import ElectraConfig
 
 TINY = ["--max_seq_length=64", "--train_batch_size=8", "--eval_batch_size=16", "--num_eval_steps=2",
         "--steps_per_loop=3", "--save_checkpoints_steps=3", "--num_warmup_steps=2"]
@@ -23,6 +24,8 @@ def test_run_pretraining_end_to_end_and_resume(demo_data_dir, tmp_path):
     with open(os.path.join(model_dir, "pretraining_summary.json")) as f:
         summary = json.load(f)
     assert summary["steps"] == 7 and summary["tokens"] == 4 * 8 * 64
+    config = ElectraConfig.from_json_file(os.path.join(model_dir, "config.json"))
+    assert summary["train_flops"] == 7 * flops.flops_per_step(config)  # FLOPs so far, resumed steps included.
     for key in ("wall_seconds", "tokens_per_second", "disc_auc", "disc_accuracy", "gen_accuracy",
                 "mlm_loss", "disc_loss"):
         assert isinstance(summary[key], float), key

@@ -1,0 +1,140 @@
+"""ELECTRA pre-training throughput of electra_tf against Hugging Face transformers (PyTorch), in one run.
+
+Both train the same config on the same real demo batches: a generator
+(masked LM) and a discriminator with tied embeddings, 15% masking, Gumbel
+sampling, loss MLM + disc_weight * BCE, AdamW, clipping at 1.0. Hugging Face
+is `ElectraForMaskedLM` + `ElectraForPreTraining` as shipped (its LM head
+projects every position onto the vocabulary; ours only the masked ones). MFU
+is the model FLOPs of `electra_tf.flops` per second over this machine's
+measured float32 matmul peak (TensorFlow, 2048 x 2048).
+
+    python benchmarks/pretrain_throughput.py --model_size=tiny
+    python benchmarks/pretrain_throughput.py --model_size=small --train_batch_size=32
+
+The last line printed is one JSON object with `electra_tf_tokens_per_second`,
+`hf_tokens_per_second`, `ratio` and `mfu`.
+"""
+
+import json
+import os
+import time
+
+from absl import app
+from absl import flags
+import numpy as np
+import tensorflow as tf
+
+from common import FLAGS, setup
+from electra_tf import flops
+
+flags.DEFINE_integer("steps", 10, "Timed steps for each implementation (after two warm-up steps).")
+flags.DEFINE_integer("threads", 0, "PyTorch threads (0: one per core, as TensorFlow uses).")
+
+
+def matmul_peak(size=2048, repeats=10):
+    """FLOP/s of TensorFlow's float32 matmul here: the peak MFU is measured against."""
+    a = tf.random.normal([size, size])
+
+    @tf.function
+    def chain(x):
+        for _ in range(repeats):
+            x = tf.matmul(x, a) * 1e-3
+        return x
+
+    chain(a).numpy()
+    start = time.time()
+    chain(a).numpy()
+    return 2 * size ** 3 * repeats / (time.time() - start)
+
+
+def time_electra_tf(model, batches, jit, steps):
+    step = tf.function(model.train_step, jit_compile=jit)
+    for _ in range(2):
+        step(next(batches))
+    start = time.time()
+    for _ in range(steps):
+        logs = step(next(batches))
+    float(logs["loss"])  # Waits for the last step.
+    return (time.time() - start) / steps
+
+
+def time_hugging_face(config, batches, steps, threads):
+    import torch
+    import transformers
+
+    torch.set_num_threads(threads)
+    common = dict(vocab_size=config.vocab_size, embedding_size=config.embedding_size,
+                  max_position_embeddings=config.max_position_embeddings, type_vocab_size=config.type_vocab_size,
+                  hidden_act=config.hidden_act, hidden_dropout_prob=config.dropout_prob,
+                  attention_probs_dropout_prob=config.dropout_prob, layer_norm_eps=config.layer_norm_eps)
+    generator = transformers.ElectraForMaskedLM(transformers.ElectraConfig(
+        hidden_size=config.generator_hidden, num_hidden_layers=config.generator_num_layers,
+        num_attention_heads=config.generator_heads, intermediate_size=config.generator_intermediate, **common))
+    discriminator = transformers.ElectraForPreTraining(transformers.ElectraConfig(
+        hidden_size=config.hidden_size, num_hidden_layers=config.num_hidden_layers,
+        num_attention_heads=config.num_attention_heads, intermediate_size=config.intermediate_size, **common))
+    generator.electra.embeddings = discriminator.electra.embeddings  # ELECTRA's tied embedding block.
+    generator.generator_lm_head.weight = discriminator.electra.embeddings.word_embeddings.weight
+    parameters = list({id(p): p for m in (generator, discriminator) for p in m.parameters()}.values())
+    optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, eps=1e-6,
+                                  weight_decay=config.weight_decay_rate)
+    generator.train(), discriminator.train()
+    rng = np.random.default_rng(0)
+
+    def step(batch):
+        ids = torch.tensor(batch["input_ids"].numpy(), dtype=torch.long)
+        mask = torch.tensor(batch["input_mask"].numpy(), dtype=torch.long)
+        segments = torch.tensor(batch["segment_ids"].numpy(), dtype=torch.long)
+        candidates = (mask.bool() & (ids > 103)).numpy()  # Never [PAD], [CLS], [SEP], [MASK].
+        picked = candidates & (rng.random(candidates.shape) < config.mask_prob)
+        masked = torch.tensor(picked)
+        labels = torch.where(masked, ids, torch.full_like(ids, -100))
+        inputs = torch.where(masked & (torch.rand(ids.shape) < 0.85), torch.full_like(ids, 103), ids)
+        mlm = generator(input_ids=inputs, attention_mask=mask, token_type_ids=segments, labels=labels)
+        with torch.no_grad():
+            gumbel = -torch.log(-torch.log(torch.rand_like(mlm.logits[masked]) + 1e-9) + 1e-9)
+            sampled = (mlm.logits[masked] / config.temperature + gumbel).argmax(-1)
+        fake = ids.clone()
+        fake[masked] = sampled
+        disc = discriminator(input_ids=fake, attention_mask=mask, token_type_ids=segments,
+                             labels=(fake != ids).long())
+        loss = config.gen_weight * mlm.loss + config.disc_weight * disc.loss
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(parameters, config.clip_norm)
+        optimizer.step()
+        return loss
+
+    for _ in range(2):
+        step(next(batches))
+    start = time.time()
+    for _ in range(steps):
+        step(next(batches))
+    return (time.time() - start) / steps
+
+
+def main(argv):
+    del argv
+    config, jit, model, batches = setup()
+    threads = FLAGS.threads or os.cpu_count()
+    peak = matmul_peak()
+    ours = time_electra_tf(model, batches, jit, FLAGS.steps)
+    theirs = time_hugging_face(config, batches, FLAGS.steps, threads)
+    tokens = config.train_batch_size * config.max_seq_length
+    result = {
+        "model_size": FLAGS.model_size, "batch": config.train_batch_size, "seq": config.max_seq_length,
+        "jit_compile": jit, "torch_threads": threads,
+        "electra_tf_ms_per_step": round(ours * 1000, 1), "hf_ms_per_step": round(theirs * 1000, 1),
+        "electra_tf_tokens_per_second": round(tokens / ours), "hf_tokens_per_second": round(tokens / theirs),
+        "electra_tf_sequences_per_second": round(config.train_batch_size / ours, 2),
+        "hf_sequences_per_second": round(config.train_batch_size / theirs, 2),
+        "ratio": round(theirs / ours, 2),
+        "model_flops_per_step": flops.flops_per_step(config),
+        "matmul_peak_gflops": round(peak / 1e9, 1),
+        "mfu": round(flops.flops_per_step(config) / ours / peak, 4),
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    app.run(main)
