@@ -42,16 +42,23 @@ def exports(tmp_path_factory, vocab_file):
                                     checkpoint_interop.variable_names(pretrainer))
     _write_classifier(str(root / "sst"), config, vocab_file, tasks.get_task("sst"))
     _write_classifier(str(root / "sts"), config, vocab_file, tasks.get_task("sts"))
+    qa = finetuning.ElectraQuestionAnswering(config, "squad", answerable=True)
+    qa.build_variables()
+    checkpoint_interop.write_native(str(root / "squad"), config, vocab_file, qa.variable_names())
+    tasks.write_task_file(str(root / "squad"), {"task": "squad", "kind": "squad", "version_2": True,
+                                                "joint": False, "answerable": True})
     done = run_script("export_model.py", f"--model_dir={root / 'pretrained'}", f"--export_dir={root / 'out'}",
                       "--kind=discriminator")
     assert done.returncode == 0, done.stderr[-3000:]
     paths = {"discriminator": str(root / "out" / "electra_discriminator" / "1"),
              "sst": export.export_model(str(root / "sst"), str(root / "out"), "classifier", "sst"),
-             "sts": export.export_model(str(root / "sts"), str(root / "out"), "classifier", "sts")}
+             "sts": export.export_model(str(root / "sts"), str(root / "out"), "classifier", "sts"),
+             "squad": export.export_model(str(root / "squad"), str(root / "out"), "squad", "squad")}
     return {"root": root, "paths": paths, "stdout": done.stdout, "config": config,
             "keras": {"discriminator": export.load_serving_module(str(root / "pretrained"), "discriminator").model,
                       "sst": export.load_serving_module(str(root / "sst"), "classifier").model,
-                      "sts": export.load_serving_module(str(root / "sts"), "classifier").model}}
+                      "sts": export.load_serving_module(str(root / "sts"), "classifier").model,
+                      "squad": export.load_serving_module(str(root / "squad"), "squad").model}}
 
 
 @pytest.fixture(scope="module")
@@ -90,14 +97,17 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers the tokenizer's ops)
 assert not any(m.startswith("electra_tf") for m in sys.modules)
-texts, pairs, ids = json.loads(sys.argv[2])
+texts, pairs, ids, pair_ids = json.loads(sys.argv[2])
 results = {}
 for name, path in json.loads(sys.argv[1]).items():
     model = tf.saved_model.load(path)
     inputs = {"text": tf.constant(texts)}
     if name == "sts":
         inputs["text_pair"] = tf.constant(pairs)
-    for signature, args in (("serving_default", inputs), ("encoded", {k: tf.constant(v) for k, v in ids.items()})):
+    if name == "squad":
+        inputs = {"question": tf.constant(pairs), "context": tf.constant(texts)}
+    encoded = {k: tf.constant(v) for k, v in (pair_ids if name == "squad" else ids).items()}
+    for signature, args in (("serving_default", inputs), ("encoded", encoded)):
         for key, value in model.signatures[signature](**args).items():
             results[f"{name}/{signature}/{key}"] = value.numpy()
 np.savez(sys.argv[3], **results)
@@ -111,7 +121,8 @@ def test_a_fresh_process_without_electra_tf_gets_the_keras_models_outputs(export
     ids = {k: singles[k].tolist() for k in export.ID_FEATURES}
     out = tmp_path / "served.npz"
     subprocess.run([sys.executable, "-c", _FRESH_LOADER, json.dumps(exports["paths"]),
-                    json.dumps([TEXTS, PAIRS, ids]), str(out)], check=True, timeout=300)
+                    json.dumps([TEXTS, PAIRS, ids, {k: pairs[k].tolist() for k in export.ID_FEATURES}]), str(out)],
+                   check=True, timeout=300)
     served = np.load(out, allow_pickle=True)  # Our own file: the string outputs are object arrays.
     features = {k: tf.constant(singles[k]) for k in export.ID_FEATURES}
     pair_features = {k: tf.constant(pairs[k]) for k in export.ID_FEATURES}
@@ -133,6 +144,14 @@ def test_a_fresh_process_without_electra_tf_gets_the_keras_models_outputs(export
         assert labels == [tasks.get_task("sst").labels[i] for i in sst.argmax(-1)]
         np.testing.assert_allclose(served[f"sst/{signature}/probabilities"].sum(-1), 1, atol=1e-6)
     np.testing.assert_allclose(served["sts/serving_default/score"], sts, atol=1e-5)
+    qa = exports["keras"]["squad"](pair_features, training=False)
+    context = pairs["segment_ids"].astype(bool)  # Where the logits are not masked.
+    for key in ("start_logits", "end_logits"):
+        np.testing.assert_allclose(served[f"squad/encoded/{key}"][context], qa[key].numpy()[context], atol=1e-5)
+    np.testing.assert_allclose(served["squad/encoded/impossible_logits"], qa["impossible_logits"], atol=1e-5)
+    for i, text in enumerate(TEXTS):  # Question PAIRS[i] on context TEXTS[i]: answers are exact substrings.
+        answer, start, end = (served[f"squad/serving_default/{k}"][i] for k in ("answer", "start", "end"))
+        assert answer.decode() == (text[start:end] if start >= 0 else "")
 
 
 def test_rest_requests_in_row_and_columnar_format(loaded):
