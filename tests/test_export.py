@@ -10,6 +10,7 @@ import threading
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
 
 from conftest import make_pretrainer, run_script
 from electra_tf import checkpoint_interop, export, finetuning, tasks, tokenization
@@ -87,8 +88,14 @@ def test_tf_serving_layout_versions_signatures_and_ops(exports, vocab_file):
     for line in ("signature_def['serving_default']", "signature_def['encoded']", "inputs['text']",
                  "inputs['text_pair']", "inputs['input_ids']", "outputs['score']"):
         assert line in shown
-    ops = set(shown.split("contains the following ops: {")[1].split("}")[0].replace("'", "").split(", "))
-    assert ops - {op for op in ops if hasattr(tf.raw_ops, op)} <= SERVING_TEXT_OPS
+    assert "contains the following ops" in shown
+    for path in exports["paths"].values():  # Every kind: TF core ops and TF Serving's TF Text ops only.
+        saved = saved_model_pb2.SavedModel()
+        with open(os.path.join(path, "saved_model.pb"), "rb") as f:
+            saved.ParseFromString(f.read())
+        graph = saved.meta_graphs[0].graph_def
+        ops = {n.op for n in graph.node} | {n.op for f in graph.library.function for n in f.node_def}
+        assert {op for op in ops if not hasattr(tf.raw_ops, op)} <= SERVING_TEXT_OPS, path
 
 
 _FRESH_LOADER = """
