@@ -215,10 +215,7 @@ def squad_trials(name, config, strategy, tokenizer, vocab_file, model_dir):
     logging.info("%s: %d training questions -> %d windows (%d answers not at their offset left out); %d dev "
                  "questions -> %d windows", name, len(train_examples), num_features, len(mismatched),
                  len(dev_examples), len(windows))
-    num_steps = int(num_features * config.num_train_epochs / config.train_batch_size)
-    if num_steps < 1:
-        raise ValueError(f"{name}: {num_features} training windows x {config.num_train_epochs} epochs make no full "
-                         f"batch of {config.train_batch_size}")
+    num_steps = training_steps(name, num_features, "training windows", config)
     answerable = version_2 and FLAGS.answerable_classifier
     info = {"task": name, "kind": "squad", "version_2": version_2, "joint": FLAGS.joint_prediction,
             "answerable": answerable}
@@ -259,12 +256,17 @@ def classification_trials(task, config, strategy, tokenizer, vocab_file, model_d
         if split != "train" and task.name in tasks.GENERIC_TASKS and split not in dict(task.splits):
             continue  # The user's dev and test files are optional.
         data[split] = read_features(task, split, tokenizer, config)
-    num_examples = len(data["train"][0])
-    num_steps = int(num_examples * config.num_train_epochs / config.train_batch_size)
-    if num_steps < 1:
-        raise ValueError(f"{task.name}: {num_examples} training examples x {config.num_train_epochs} epochs make "
-                         f"no full batch of {config.train_batch_size}")
+    num_steps = training_steps(task.name, len(data["train"][0]), "training examples", config)
     return num_steps, lambda trial: run_trial(trial, task, config, strategy, data, num_steps, vocab_file, model_dir)
+
+
+def training_steps(name, count, what, config):
+    """Steps of `num_train_epochs` over `count` training items, or an error if they make no full batch."""
+    num_steps = int(count * config.num_train_epochs / config.train_batch_size)
+    if num_steps < 1:
+        raise ValueError(f"{name}: {count} {what} x {config.num_train_epochs} epochs make no full batch of "
+                         f"{config.train_batch_size}")
+    return num_steps
 
 
 def write_json(value, path):

@@ -12,7 +12,7 @@ NoAns, the best no-answer threshold).
 
 Example:
 ```python
-examples, report = read_squad("dev-v2.0.json", version_2=True)
+examples, mismatched = read_squad("dev-v2.0.json", version_2=True)
 features = featurize(examples, tokenizer, 384, 128, 64, training=False)
 ```
 """
@@ -22,7 +22,7 @@ import dataclasses
 import json
 import re
 import string
-from typing import Optional, Tuple
+from typing import Tuple
 
 from absl import logging
 import numpy as np
@@ -46,6 +46,12 @@ class QAExample:
     context: str
     answers: Tuple[Tuple[str, int], ...]
     is_impossible: bool = False
+
+    @property
+    def answer_at_offset(self):
+        """Whether the first answer's text stands at its `answer_start` (training needs it to)."""
+        text, start = self.answers[0]
+        return self.context[start:start + len(text)] == text
 
 
 def read_squad(path, version_2):
@@ -87,9 +93,9 @@ def read_squad(path, version_2):
                 if not impossible and not answers:
                     raise ValueError(f"{where_q}: no answers, and not marked is_impossible"
                                      + ("" if version_2 else " (SQuAD 1.1 has no unanswerable questions)"))
-                if answers and context[answers[0][1]:answers[0][1] + len(answers[0][0])] != answers[0][0]:
-                    mismatched.append(qas_id)
                 examples.append(QAExample(qas_id, question, context, tuple(answers), impossible))
+                if answers and not examples[-1].answer_at_offset:
+                    mismatched.append(qas_id)
     if not examples:
         raise ValueError(f"{path}: no questions")
     return examples, mismatched
@@ -158,9 +164,9 @@ def featurize(examples, tokenizer, max_seq_length, doc_stride, max_query_length,
         ids, starts, ends = context_tokens[example.context]
         answer = None
         if training and not example.is_impossible:
-            text, char_start = example.answers[0]
-            if example.context[char_start:char_start + len(text)] != text:
+            if not example.answer_at_offset:
                 continue
+            text, char_start = example.answers[0]
             inside = [i for i, (s, e) in enumerate(zip(starts, ends)) if s < char_start + len(text) and e > char_start]
             if not inside:
                 continue
@@ -252,8 +258,8 @@ def predict_answers(examples, windows, outputs, n_best_size=20, max_answer_lengt
     for example_index, example in enumerate(examples):
         best, best_null = None, None
         for f in by_example.get(example_index, []):
+            window = windows[f]
             for score, start, end in _candidate_spans(outputs, f, n_best_size):
-                window = windows[f]
                 if (window.char_spans[start, 0] < 0 or window.char_spans[end, 0] < 0 or end < start
                         or end - start + 1 > max_answer_length or not window.max_context[start]):
                     continue
