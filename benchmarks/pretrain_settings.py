@@ -3,9 +3,9 @@
 Each setting runs in its own process (XLA and dtype policies are process-wide
 choices), on real demo batches, after a warm-up that absorbs tracing:
 
-    python benchmarks/pretraining_throughput.py --jit_compile=false
-    python benchmarks/pretraining_throughput.py --jit_compile=true
-    python benchmarks/pretraining_throughput.py --mixed_precision=mixed_bfloat16
+    python benchmarks/pretrain_settings.py --jit_compile=false
+    python benchmarks/pretrain_settings.py --jit_compile=true
+    python benchmarks/pretrain_settings.py --mixed_precision=mixed_bfloat16
 
 It prints one JSON line; BENCHMARKS.md records the figures and the commands.
 """
