@@ -35,3 +35,18 @@ def setup():
     model.compile(optimizer=optimization.create_optimizer(config))
     model.optimizer.build(model.trainable_variables)
     return config, cli.jit_compile(FLAGS), model, batches
+
+
+def hf_config(config, generator=False, **extra):
+    """The `transformers.ElectraConfig` of the discriminator (or, with `generator=True`, the generator) of `config`."""
+    import transformers
+
+    return transformers.ElectraConfig(
+        vocab_size=config.vocab_size, embedding_size=config.embedding_size,
+        hidden_size=config.generator_hidden if generator else config.hidden_size,
+        num_hidden_layers=config.generator_num_layers if generator else config.num_hidden_layers,
+        num_attention_heads=config.generator_heads if generator else config.num_attention_heads,
+        intermediate_size=config.generator_intermediate if generator else config.intermediate_size,
+        max_position_embeddings=config.max_position_embeddings, type_vocab_size=config.type_vocab_size,
+        hidden_act=config.hidden_act, hidden_dropout_prob=config.dropout_prob,
+        attention_probs_dropout_prob=config.dropout_prob, layer_norm_eps=config.layer_norm_eps, **extra)

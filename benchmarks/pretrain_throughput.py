@@ -24,7 +24,7 @@ from absl import flags
 import numpy as np
 import tensorflow as tf
 
-from common import FLAGS, setup
+from common import FLAGS, hf_config, setup
 from electra_tf import flops
 
 flags.DEFINE_integer("steps", 10, "Timed steps for each implementation (after two warm-up steps).")
@@ -63,16 +63,8 @@ def time_hugging_face(config, batches, steps, threads):
     import transformers
 
     torch.set_num_threads(threads)
-    common = dict(vocab_size=config.vocab_size, embedding_size=config.embedding_size,
-                  max_position_embeddings=config.max_position_embeddings, type_vocab_size=config.type_vocab_size,
-                  hidden_act=config.hidden_act, hidden_dropout_prob=config.dropout_prob,
-                  attention_probs_dropout_prob=config.dropout_prob, layer_norm_eps=config.layer_norm_eps)
-    generator = transformers.ElectraForMaskedLM(transformers.ElectraConfig(
-        hidden_size=config.generator_hidden, num_hidden_layers=config.generator_num_layers,
-        num_attention_heads=config.generator_heads, intermediate_size=config.generator_intermediate, **common))
-    discriminator = transformers.ElectraForPreTraining(transformers.ElectraConfig(
-        hidden_size=config.hidden_size, num_hidden_layers=config.num_hidden_layers,
-        num_attention_heads=config.num_attention_heads, intermediate_size=config.intermediate_size, **common))
+    generator = transformers.ElectraForMaskedLM(hf_config(config, generator=True))
+    discriminator = transformers.ElectraForPreTraining(hf_config(config))
     generator.electra.embeddings = discriminator.electra.embeddings  # ELECTRA's tied embedding block.
     generator.generator_lm_head.weight = discriminator.electra.embeddings.word_embeddings.weight
     parameters = list({id(p): p for m in (generator, discriminator) for p in m.parameters()}.values())

@@ -34,7 +34,7 @@ from absl import flags
 import numpy as np
 import tensorflow as tf
 
-from common import FLAGS, setup
+from common import FLAGS, hf_config, setup
 from pretrain_throughput import time_electra_tf, time_hugging_face  # Also defines --steps and --threads.
 from electra_tf import cli
 from electra_tf import export
@@ -91,13 +91,7 @@ def electra_tf_classifier(config):
 def hf_classifier(config):
     import transformers
 
-    return transformers.ElectraForSequenceClassification(transformers.ElectraConfig(
-        vocab_size=config.vocab_size, embedding_size=config.embedding_size, hidden_size=config.hidden_size,
-        num_hidden_layers=config.num_hidden_layers, num_attention_heads=config.num_attention_heads,
-        intermediate_size=config.intermediate_size, hidden_act=config.hidden_act,
-        hidden_dropout_prob=config.dropout_prob, attention_probs_dropout_prob=config.dropout_prob,
-        max_position_embeddings=config.max_position_embeddings, type_vocab_size=config.type_vocab_size,
-        layer_norm_eps=config.layer_norm_eps, num_labels=2))
+    return transformers.ElectraForSequenceClassification(hf_config(config, num_labels=2))
 
 
 def torch_inputs(batch):
@@ -109,8 +103,8 @@ def torch_inputs(batch):
 
 
 def raw_batches(config):
-    b = config.train_batch_size
-    return [np.array([text for _, text in sms_messages()[i:i + b]], dtype=object) for i in range(0, 4 * b, b)]
+    b, texts = config.train_batch_size, [text for _, text in sms_messages()]
+    return [np.array(texts[i:i + b], dtype=object) for i in range(0, 4 * b, b)]
 
 
 # Each returns seconds per batch (the data builder: seconds and tokens written).

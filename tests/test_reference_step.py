@@ -19,7 +19,7 @@ from electra_tf.config import ElectraConfig  # noqa: E402
 
 
 def _real_batch(data_dir, batch):
-    files = pretraining_data.tfrecord_files(data_dir, "pretrain_data")
+    files = pretraining_data.tfrecord_files(data_dir, pretraining_data.TRAIN_PREFIX)
     features = next(iter(pretraining_data.make_dataset(files, batch, 64, False)))
     return {k: v.numpy() for k, v in features.items()}
 
@@ -27,7 +27,7 @@ def _real_batch(data_dir, batch):
 def _hf_pair(pretrainer, config, tmp_path):
     names = interop.variable_names(pretrainer)
     vocab = pretraining_data.demo_vocab_file()
-    disc_names = {n: v for n, v in names.items() if not n.startswith(("generator", "generator_predictions"))}
+    disc_names = {n: v for n, v in names.items() if not n.startswith("generator")}
     gen_names = {n: v for n, v in names.items() if n.startswith(("generator", "electra/embeddings/"))}
     interop.write_hf(disc_names, config, vocab, str(tmp_path / "disc"))
     interop.write_hf(gen_names, config, vocab, str(tmp_path / "gen"), generator=True)
