@@ -59,6 +59,8 @@ class ElectraConfig:
     adam_beta_1: float
     adam_beta_2: float
     adam_epsilon: float
+    # False: the authors' AdamWeightDecayOptimizer (no bias correction); True: Keras' corrected Adam.
+    adam_bias_correction: bool
     clip_norm: float
     train_batch_size: int
     gradient_accumulation_steps: int

@@ -15,6 +15,7 @@ def test_all_sizes_load_with_paper_values():
     for c in (small, base, large):
         assert c.disc_weight == 50.0 and c.gen_weight == 1.0 and c.temperature == 1.0
         assert c.weight_decay_rate == 0.01 and c.num_warmup_steps == 10000
+        assert not c.adam_bias_correction  # The authors' optimizer trained the released checkpoints.
         assert c.intermediate_size == 4 * c.hidden_size
         assert c.num_attention_heads == c.hidden_size // 64
 

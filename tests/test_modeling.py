@@ -89,6 +89,53 @@ def test_weight_decay_skips_layer_norm_and_biases(small_pretrainer):
     assert opt.epsilon == 1e-6 and opt.weight_decay_rate == 0.01
 
 
+def _authors_adam(w, grads, lr, multiplier, decay, b1=0.9, b2=0.999, eps=1e-6, rate=0.01):
+    """The authors' AdamWeightDecayOptimizer transcribed in numpy: no bias correction, decay inside the lr."""
+    m, v = np.zeros_like(w), np.zeros_like(w)
+    for g in grads:
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        update = m / (np.sqrt(v) + eps)
+        if decay:
+            update = update + rate * w
+        w = w - lr * multiplier * update
+    return w
+
+
+@pytest.mark.parametrize("bias_correction", [False, True])
+def test_adam_weight_decay_equals_numpy_transcription(bias_correction):
+    rng = np.random.default_rng(0)
+    shapes = {"layer_norm/gamma": (6,), "dense/bias": (6,), "dense/kernel": (4, 6)}
+    names = {k: k.split("/")[-1] for k in shapes}
+    initial = {k: rng.normal(size=s).astype(np.float64) for k, s in shapes.items()}
+    variables = {k: keras.Variable(initial[k], name=names[k], dtype="float64") for k in shapes}
+    multipliers = {"layer_norm/gamma": 1.0, "dense/bias": 1.0, "dense/kernel": 0.5}
+    opt = optimization.AdamWeightDecay(0.01, [(variables[k], m) for k, m in multipliers.items()],
+                                       bias_correction=bias_correction, learning_rate=1e-2, epsilon=1e-6)
+    grads = {k: [rng.normal(size=s) for _ in range(10)] for k, s in shapes.items()}
+    for step in range(10):
+        opt.apply([tf.constant(grads[k][step]) for k in shapes], list(variables.values()))
+    for k in shapes:
+        decay = k == "dense/kernel"
+        if bias_correction:
+            # Keras' Adam step on the decayed weight: alpha = lr * sqrt(1 - b2^t) / (1 - b1^t),
+            # Keras taking the powers of the betas as float32 constants.
+            b1, b2 = (float(np.float32(b)) for b in (0.9, 0.999))
+            w, m, v = initial[k], 0.0, 0.0
+            for t, g in enumerate(grads[k], start=1):
+                lr = 1e-2 * multipliers[k]
+                w = w - (0.01 * lr * w if decay else 0.0)
+                m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g * g
+                w = w - lr * np.sqrt(1 - b2 ** t) / (1 - b1 ** t) * m / (np.sqrt(v) + 1e-6)
+            expected = w
+        else:
+            expected = _authors_adam(initial[k], grads[k], 1e-2, multipliers[k], decay)
+        np.testing.assert_allclose(variables[k].numpy(), expected, rtol=1e-6, err_msg=k)
+    # The two rules must not coincide (early uncorrected steps are several times larger).
+    other = _authors_adam(initial["dense/kernel"], grads["dense/kernel"], 1e-2, 0.5, True)
+    assert bias_correction == (np.abs(variables["dense/kernel"].numpy() - other).max() > 1e-4)
+
+
 def test_global_norm_clipping_is_applied():
     v = keras.Variable(np.zeros(4, np.float32))
     opt = keras.optimizers.SGD(learning_rate=1.0)
