@@ -121,8 +121,11 @@ def metric_suffix(split):
     return "_mismatched" if split.endswith("_mismatched") else ""
 
 
-def train_trial(trial, model, config, strategy, num_steps, vocab_file, model_dir, task_info, make_dataset):
+def train_trial(trial, model, config, strategy, num_steps, vocab_file, model_dir, task_info, make_dataset,
+                data_files=None):
     """Compiles, initialises and trains `model` in <model_dir>/trial_<k> (resuming it); returns the Trainer.
+
+    `data_files`: the TFRecord files `make_dataset` reads, named if one turns out corrupt.
 
     Returns (trainer, trial_dir, seed), or None if SIGTERM stopped the training.
     """
@@ -145,7 +148,7 @@ def train_trial(trial, model, config, strategy, num_steps, vocab_file, model_dir
     trained = trainer.train(
         lambda context: make_dataset(context.get_per_replica_batch_size(config.train_batch_size), seed, context),
         num_steps, config.steps_per_loop, config.save_checkpoints_steps,
-        tokens_per_step=config.train_batch_size * config.max_seq_length)
+        tokens_per_step=config.train_batch_size * config.max_seq_length, data_files=data_files)
     if trained["preempted"]:
         return None
     return trainer, trial_dir, {"trial": trial, "seed": seed, "steps": trained["steps"]}
@@ -226,7 +229,7 @@ def squad_trials(name, config, strategy, tokenizer, vocab_file, model_dir):
             model = finetuning.ElectraQuestionAnswering(config, name, FLAGS.joint_prediction, answerable)
         trained = train_trial(trial, model, config, strategy, num_steps, vocab_file, model_dir, info,
                               lambda batch, seed, context: squad.train_dataset(
-                                  train_path, config.max_seq_length, batch, seed, context))
+                                  train_path, config.max_seq_length, batch, seed, context), data_files=[train_path])
         if trained is None:
             return None
         trainer, trial_dir, result = trained

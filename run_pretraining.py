@@ -44,12 +44,15 @@ flags.DEFINE_string("model_dir", None, "Checkpoints, TensorBoard logs and the su
                     "Unset: runs/pretrain_<model_size>_<objective>.")
 flags.DEFINE_string("init_checkpoint", None, "Start from these weights (an authors' TF1 checkpoint, a Hugging "
                     "Face or an electra_tf model dir) unless --model_dir already has a checkpoint.")
+flags.DEFINE_boolean("verify_data", True, "Read every shard through before training (record framing and "
+                     "checksums) and stop at a corrupt, truncated or foreign file, naming it; --noverify_data "
+                     "skips this for a corpus already verified.")
 flags.DEFINE_boolean("do_eval", True, "Evaluate on held-out data at the start (step 0) and the end.")
 FLAGS = flags.FLAGS
 
 
 def resolve_data(config):
-    """Returns (train_files, eval_files, vocab_file), building the demo data when asked."""
+    """Returns (train_files, eval_files, vocab_file, record counts), building the demo data when asked."""
     data_dir = FLAGS.data_dir or DEMO_DATA_DIR
     vocab_file = FLAGS.vocab_file
     if FLAGS.data_dir is None or FLAGS.demo:
@@ -63,8 +66,8 @@ def resolve_data(config):
     if not eval_files and len(train_files) > 1:
         train_files, eval_files = train_files[:-1], train_files[-1:]
         logging.info("holding out %s for evaluation", eval_files[0])
-    pretraining_data.check_sequence_length(train_files + eval_files, config.max_seq_length)
-    return train_files, eval_files, vocab_file or pretraining_data.demo_vocab_file()
+    counts = pretraining_data.check_shards(train_files + eval_files, config.max_seq_length, FLAGS.verify_data)
+    return train_files, eval_files, vocab_file or pretraining_data.demo_vocab_file(), counts
 
 
 def main(argv):
@@ -77,7 +80,7 @@ def main(argv):
     per_replica_batch = distribution.describe(strategy, config.train_batch_size, config.gradient_accumulation_steps)
     model_dir = FLAGS.model_dir or os.path.join("runs", f"pretrain_{FLAGS.model_size}_{config.objective}")
     os.makedirs(model_dir, exist_ok=True)
-    train_files, eval_files, vocab_file = resolve_data(config)
+    train_files, eval_files, vocab_file, counts = resolve_data(config)
     tokenizer = tokenization.WordPieceTokenizer.for_config(vocab_file, config)
     # With the vocab and config beside its checkpoints, the model dir is an electra_tf model dir.
     checkpoint_interop.write_model_files(model_dir, config, vocab_file)
@@ -111,6 +114,9 @@ def main(argv):
     summary = {"model_size": FLAGS.model_size, "objective": config.objective,
                "per_replica_batch": per_replica_batch, "replicas": strategy.num_replicas_in_sync,
                "mixed_precision": FLAGS.mixed_precision, "jit_compile": trainer.jit_compile}
+    if counts is not None:
+        summary["train_records"] = sum(counts[p] for p in train_files)
+        summary["eval_records"] = sum(counts[p] for p in eval_files)
     initial_path = os.path.join(model_dir, "initial_eval.json")
     if FLAGS.do_eval and fresh_start:
         initial = trainer.evaluate(eval_dataset(), config.num_eval_steps)
@@ -120,7 +126,7 @@ def main(argv):
     summary.update(trainer.train(
         train_dataset, config.num_train_steps, config.steps_per_loop, config.save_checkpoints_steps,
         tokens_per_step=config.train_batch_size * config.max_seq_length,
-        flops_per_step=flops.flops_per_step(config)))
+        flops_per_step=flops.flops_per_step(config), data_files=train_files))
     if summary["preempted"]:
         return  # Checkpointed; the same command resumes.
     if FLAGS.do_eval:

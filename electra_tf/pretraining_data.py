@@ -6,6 +6,7 @@ shards named `pretrain_data.tfrecord-{i}-of-{n}`), so their data and ours are
 interchangeable.
 """
 
+import contextlib
 import dataclasses
 import glob
 import importlib.util
@@ -19,6 +20,7 @@ import time
 from absl import logging
 import tensorflow as tf
 
+from electra_tf import records
 from electra_tf import tokenization
 
 FEATURES = ("input_ids", "input_mask", "segment_ids")
@@ -167,14 +169,22 @@ def _tokenized_sentences(path, tokenizer, blanks_separate_docs, stats):
 
 
 def _write_job(job):
-    """Writes the shards of one process: job = (files, shard_paths, settings)."""
-    files, shard_paths, settings = job
+    """Writes the shards of one process: job = (files, shard_paths, settings, manifest path).
+
+    Shards take their final names only when all of this job's are complete,
+    then the manifest records what was built; a re-run with the same
+    settings skips a job whose manifest and shards exist.
+    """
+    files, shard_paths, settings, manifest = job
+    done = _finished_job(files, shard_paths, settings, manifest)
+    if done is not None:
+        return done
     tokenizer = tokenization.WordPieceTokenizer(settings["vocab_file"], lower_case=settings["do_lower_case"])
     builder = ExampleBuilder(settings["max_seq_length"], tokenizer.cls_id, tokenizer.sep_id,
                              random.Random(settings["seed"]))
     stats = BuildStats()
-    writers = [tf.io.TFRecordWriter(p) for p in shard_paths]
-    try:
+    with contextlib.ExitStack() as stack:
+        writers = [stack.enter_context(records.atomic_writer(p)) for p in shard_paths]
         for path in files:
             stats.files += 1
             pending_doc = False
@@ -193,10 +203,28 @@ def _write_job(job):
                     writers[stats.examples % len(writers)].write(serialize_example(example))
                     stats.examples += 1
                     stats.tokens += sum(example["input_mask"])
-    finally:
-        for w in writers:
-            w.close()
+    with open(manifest, "w") as f:
+        json.dump({"sources": _fingerprint(files, settings), "shards": shard_paths, "settings": settings,
+                   "stats": dataclasses.asdict(stats)}, f)
     return stats
+
+
+def _finished_job(files, shard_paths, settings, manifest):
+    """The stats of an earlier identical job whose shards all exist, else None."""
+    try:
+        with open(manifest) as f:
+            built = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if (built.get("sources"), built.get("shards"), built.get("settings")) != \
+            (_fingerprint(files, settings), shard_paths, settings) or not all(os.path.exists(p) for p in shard_paths):
+        return None
+    return BuildStats(**built["stats"])
+
+
+def _fingerprint(files, settings):
+    """Names, sizes and modification times of a job's inputs (its text files and the vocabulary)."""
+    return [[p, os.stat(p).st_size, os.stat(p).st_mtime_ns] for p in files + [settings["vocab_file"]]]
 
 
 def list_corpus_files(corpus_dir):
@@ -228,6 +256,10 @@ def build_pretraining_dataset(corpus_dir, vocab_file, output_dir, max_seq_length
 
     Returns:
       `BuildStats` summed over all processes.
+
+    A shard appears under its final name only when complete (a killed build
+    leaves none half-written), and re-running the same build redoes only the
+    processes' work that did not finish.
     """
     if max_seq_length < 5:
         raise ValueError(f"max_seq_length must be at least 5, got {max_seq_length}")
@@ -241,7 +273,8 @@ def build_pretraining_dataset(corpus_dir, vocab_file, output_dir, max_seq_length
                    for i in range(num_out_files)]
     settings = dict(vocab_file=vocab_file, max_seq_length=max_seq_length,
                     blanks_separate_docs=blanks_separate_docs, do_lower_case=do_lower_case)
-    jobs = [(files[j::num_processes], shard_paths[j::num_processes], dict(settings, seed=seed + j))
+    jobs = [(files[j::num_processes], shard_paths[j::num_processes], dict(settings, seed=seed + j),
+             os.path.join(output_dir, f".{prefix}.build-{j}-of-{num_processes}.json"))
             for j in range(num_processes)]
     if num_processes == 1:
         results = [_write_job(jobs[0])]
@@ -269,19 +302,45 @@ def tfrecord_files(data_dir, prefix):
     return sorted(glob.glob(os.path.join(data_dir, f"{prefix}.tfrecord*")))
 
 
-def check_sequence_length(files, max_seq_length):
-    """Checks each shard's first record against `max_seq_length`, naming the file on mismatch."""
+def check_shards(files, max_seq_length, verify=True):
+    """Checks shards before training; returns {path: record count} (None without `verify`).
+
+    With `verify`, every record of every file is read through (framing and
+    checksums, see `records.verify`). Either way each file's first record
+    must hold the pre-training features at `max_seq_length`. Empty shards
+    are skipped with a warning naming them; all empty is an error.
+
+    Raises:
+      records.CorruptRecordsError or ValueError, naming the file.
+    """
+    counts = records.verify(files) if verify else None
+    empty = []
     for path in files:
-        for record in tf.data.TFRecordDataset(path).take(1):
-            example = tf.train.Example.FromString(record.numpy())
-            for name in FEATURES:
-                if name not in example.features.feature:
-                    raise ValueError(f"{path}: record has no feature {name!r}")
-            length = len(example.features.feature["input_ids"].int64_list.value)
-            if length != max_seq_length:
-                raise ValueError(
-                    f"{path}: examples have length {length} but max_seq_length is {max_seq_length}; "
-                    f"rebuild the data or pass --max_seq_length={length}")
+        first = None
+        try:
+            first = next(iter(tf.data.TFRecordDataset(path).take(1)), None)
+        except tf.errors.DataLossError:
+            records.count_records(path)  # Raises, naming the file and the fault.
+        if first is None:
+            empty.append(path)
+            continue
+        try:
+            example = tf.train.Example.FromString(first.numpy())
+        except Exception:  # noqa: BLE001  (protobuf's DecodeError is not exported stably)
+            raise ValueError(f"{path}: its records are not tf.train.Example protos") from None
+        for name in FEATURES:
+            if name not in example.features.feature:
+                raise ValueError(f"{path}: record has no feature {name!r}")
+        length = len(example.features.feature["input_ids"].int64_list.value)
+        if length != max_seq_length:
+            raise ValueError(
+                f"{path}: examples have length {length} but max_seq_length is {max_seq_length}; "
+                f"rebuild the data or pass --max_seq_length={length}")
+    if empty:
+        logging.warning("%d of %d shards hold no records: %s", len(empty), len(files), ", ".join(empty))
+    if len(empty) == len(files):
+        raise ValueError(f"no records in any of {len(files)} shards ({', '.join(files)})")
+    return counts
 
 
 def make_dataset(files, batch_size, max_seq_length, is_training, seed=0, input_context=None):

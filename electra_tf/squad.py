@@ -28,6 +28,8 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from electra_tf import records
+
 TASKS = {"squad": True, "squadv1": False}  # task name -> SQuAD 2.0 (unanswerable questions)?
 
 
@@ -204,9 +206,12 @@ TRAIN_FEATURES = ("input_ids", "input_mask", "segment_ids", "start_positions", "
 
 
 def write_train_features(features, path):
-    """Streams training features into a TFRecord file; returns how many were written."""
+    """Streams training features into a TFRecord file; returns how many were written.
+
+    The file takes its name only once complete, so a killed run never leaves a half-written one.
+    """
     count = 0
-    with tf.io.TFRecordWriter(path) as writer:
+    with records.atomic_writer(path) as writer:
         for feature, _ in features:
             example = tf.train.Example(features=tf.train.Features(feature={
                 k: tf.train.Feature(int64_list=tf.train.Int64List(value=np.atleast_1d(feature[k])))

@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from electra_tf import distribution
+from electra_tf import records
 
 
 class Trainer:
@@ -88,7 +89,7 @@ class Trainer:
             step_counter=self.model.optimizer.iterations, checkpoint_interval=checkpoint_every)
 
     def train(self, dataset_fn, num_steps, steps_per_loop, checkpoint_every, tokens_per_step,
-              on_loop_end=None, flops_per_step=None):
+              on_loop_end=None, flops_per_step=None, data_files=None):
         """Trains until the optimizer has made `num_steps` steps, resuming if possible.
 
         Args:
@@ -99,6 +100,8 @@ class Trainer:
           tokens_per_step: global tokens per step, for throughput figures.
           on_loop_end: optional callable(step, logs) after each loop.
           flops_per_step: training FLOPs of one step; logs `train_flops`, the total so far.
+          data_files: the TFRecord files `dataset_fn` reads: a corrupt record met
+            in training is then reported by file name, after a checkpoint.
 
         Returns:
           dict with the last logged metrics, `steps`, `tokens` and `wall_seconds`
@@ -140,7 +143,10 @@ class Trainer:
                 loop_start = time.time()
                 for metric in self.model.metrics:
                     metric.reset_state()
-                train_loop(iterator, tf.constant(loop_steps))
+                try:
+                    train_loop(iterator, tf.constant(loop_steps))
+                except tf.errors.DataLossError as e:
+                    self._stop_at_bad_record(e, manager, data_files)
                 seconds = time.time() - loop_start
                 logs = {m.name: float(m.result()) for m in self.model.metrics}
                 logs["learning_rate"] = float(self.model.optimizer.learning_rate)
@@ -184,6 +190,14 @@ class Trainer:
         if threading.current_thread() is threading.main_thread():
             return signal.signal(signal.SIGTERM, lambda signum, frame: self.preempted.set())
         return None
+
+    def _stop_at_bad_record(self, error, manager, data_files):
+        """Saves the steps done so far, then raises an error naming the file that holds the bad record."""
+        path = manager.save(checkpoint_number=self.step, check_interval=False)
+        culprit = records.find_corrupt(data_files or []) or f"a data file ({error.message.strip()})"
+        raise records.CorruptRecordsError(
+            f"step {self.step}: training met a bad record: {culprit}. Saved step {self.step} to {path}; "
+            "replace or rebuild the file and run the same command again to resume.") from None
 
     def _check_finite(self, logs, manager, nonfinite_before):
         if self.guard is None or self.skip_nonfinite or logs["nonfinite_steps"] == nonfinite_before:

@@ -87,8 +87,8 @@ def test_build_writes_sharded_records_and_reader_streams_batches(tmp_path, vocab
 def test_length_mismatch_names_file_and_lengths(demo_data_dir):
     files = pretraining_data.tfrecord_files(demo_data_dir, "pretrain_data")
     with pytest.raises(ValueError, match=r"pretrain_data.tfrecord-0-of-4: examples have length 64 but max_seq_length is 128"):
-        pretraining_data.check_sequence_length(files, 128)
-    pretraining_data.check_sequence_length(files, 64)
+        pretraining_data.check_shards(files, 128, verify=False)
+    assert sum(pretraining_data.check_shards(files, 64).values()) > 10000
 
 
 def test_bad_corpus_dirs(tmp_path, vocab_file):
