@@ -1,5 +1,7 @@
+import glob
 import json
 import os
+import shutil
 
 import tensorflow as tf
 
@@ -51,6 +53,10 @@ def test_run_pretraining_end_to_end_and_resume(demo_data_dir, tmp_path):
 
 
 def test_run_pretraining_bad_flags_give_clear_errors(demo_data_dir, tmp_path):
+    truncated = tmp_path / "truncated"
+    shutil.copytree(demo_data_dir, truncated)
+    bad = truncated / "pretrain_data.tfrecord-2-of-4"
+    bad.write_bytes(bad.read_bytes()[:bad.stat().st_size // 3])
     cases = [
         (["--model_size=huge"], "unknown model size 'huge'"),
         (["--num_train_steps=0"], "num_train_steps must be positive"),
@@ -58,10 +64,13 @@ def test_run_pretraining_bad_flags_give_clear_errors(demo_data_dir, tmp_path):
         (["--hparams={\"bogus\": 1}"], "unknown config key(s) ['bogus']"),
         ([f"--data_dir={tmp_path}"], f"--data_dir={tmp_path}: no pretrain_data.tfrecord* files"),
         ([f"--data_dir={demo_data_dir}", "--max_seq_length=128"], "examples have length 64 but max_seq_length is 128"),
+        # Caught before training starts: no checkpoint is written.
+        ([f"--data_dir={truncated}", "--max_seq_length=64"], f"{bad}: truncated or corrupt after"),
     ]
     for flags, message in cases:
         result = run_script("run_pretraining.py", f"--model_dir={tmp_path / 'm'}", *flags)
         assert result.returncode != 0 and message in result.stderr, (flags, result.stderr[-2000:])
+    assert not glob.glob(str(tmp_path / "m" / "ckpt-*"))
 
 
 def test_build_pretraining_dataset_cli(tmp_path, vocab_file):
@@ -72,7 +81,9 @@ def test_build_pretraining_dataset_cli(tmp_path, vocab_file):
                         f"--output_dir={tmp_path / 'out'}", "--max_seq_length=32", "--num_out_files=2")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "2 examples" in result.stdout and "1 lines with invalid UTF-8 replaced" in result.stdout
-    assert sorted(os.listdir(tmp_path / "out")) == ["pretrain_data.tfrecord-0-of-2", "pretrain_data.tfrecord-1-of-2"]
+    # The shards and the hidden manifest of the finished job (a re-run skips it); nothing else.
+    assert sorted(os.listdir(tmp_path / "out")) == [".pretrain_data.build-0-of-1.json", "pretrain_data.tfrecord-0-of-2",
+                                                   "pretrain_data.tfrecord-1-of-2"]
     missing = run_script("build_pretraining_dataset.py", f"--corpus_dir={tmp_path / 'nope'}",
                          f"--vocab_file={vocab_file}", f"--output_dir={tmp_path / 'o'}")
     assert missing.returncode != 0 and "corpus_dir not found" in missing.stderr

@@ -2,7 +2,6 @@
 
 import glob
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO, run_script
+from conftest import REPO
 from electra_tf import pretraining_data
 from electra_tf import records
 from electra_tf import training
@@ -126,28 +125,16 @@ def test_a_bad_record_met_in_training_is_named_after_a_checkpoint(tmp_path):
     assert tf.train.latest_checkpoint(str(tmp_path / "run")).endswith("ckpt-15") and float(model.total) == 60 * LENGTH
 
 
-def test_run_pretraining_refuses_a_truncated_shard_before_training(demo_data_dir, tmp_path):
-    data_dir = tmp_path / "data"
-    shutil.copytree(demo_data_dir, data_dir)
-    bad = data_dir / "pretrain_data.tfrecord-2-of-4"
-    _cut(str(bad), os.path.getsize(bad) // 3)
-    result = run_script("run_pretraining.py", f"--data_dir={data_dir}", f"--model_dir={tmp_path / 'run'}",
-                        "--max_seq_length=64", "--num_train_steps=2", timeout=300)
-    assert result.returncode != 0
-    assert f"{bad}: truncated or corrupt after" in result.stderr
-    assert not glob.glob(str(tmp_path / "run" / "ckpt-*"))
-
-
 def test_a_killed_build_leaves_no_finished_looking_shard_and_a_rerun_completes(tmp_path, vocab_file):
     corpus, _ = pretraining_data.write_demo_corpus(str(tmp_path / "corpus"))
-    _cut(os.path.join(corpus, "wiki.txt"), 2_000_000)  # Real text, enough to be caught mid-write.
+    _cut(os.path.join(corpus, "wiki.txt"), 1_200_000)  # Real text, enough to be caught mid-write.
     out = tmp_path / "out"
     command = [sys.executable, os.path.join(REPO, "build_pretraining_dataset.py"), f"--corpus_dir={corpus}",
                f"--vocab_file={vocab_file}", f"--output_dir={out}", "--max_seq_length=64", "--num_out_files=3"]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     build = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     deadline = time.time() + 120
-    while not any(os.path.getsize(p) > 100_000 for p in glob.glob(str(out / ".*.incomplete"))):
+    while not any(os.path.getsize(p) > 50_000 for p in glob.glob(str(out / ".*.incomplete"))):
         assert build.poll() is None and time.time() < deadline, "the build ended before it could be killed"
         time.sleep(0.05)
     os.kill(build.pid, signal.SIGKILL)
@@ -161,7 +148,7 @@ def test_a_killed_build_leaves_no_finished_looking_shard_and_a_rerun_completes(t
     assert len(shards) == 3 and not glob.glob(str(out / ".*.incomplete"))
     counts = records.verify(shards)
     examples = int(done.stdout.split(" examples")[0])
-    assert sum(counts.values()) == examples > 3_000
+    assert sum(counts.values()) == examples > 2_000
     # A second re-run finds the build complete and writes nothing.
     mtimes = [os.stat(p).st_mtime_ns for p in shards]
     again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
