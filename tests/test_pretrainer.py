@@ -11,10 +11,10 @@ OVERRIDES = {"max_seq_length": 64, "train_batch_size": 16, "eval_batch_size": 32
              "num_warmup_steps": 5, "steps_per_loop": 5, "save_checkpoints_steps": 5}
 
 
-def _train(config, data_dir, model_dir, steps, strategy=None, jit_compile=False):
+def _train(config, data_dir, model_dir, steps, strategy=None):
     strategy = strategy or tf.distribute.get_strategy()
     model = make_pretrainer(config, strategy)
-    trainer = training.Trainer(model, strategy, str(model_dir), jit_compile=jit_compile)
+    trainer = training.Trainer(model, strategy, str(model_dir))
     files = pretraining_data.tfrecord_files(data_dir, "pretrain_data")
 
     def dataset_fn(context):
@@ -32,7 +32,7 @@ def _eval(trainer, data_dir, config):
                                                           False), num_steps=4)
 
 
-def test_losses_fall_on_real_text_and_training_resumes_exactly(demo_data_dir, tmp_path):
+def test_losses_fall_on_real_text(demo_data_dir, tmp_path):
     config = ElectraConfig.from_size("tiny", dict(OVERRIDES, num_train_steps=30))
     model, trainer, logs = _train(config, demo_data_dir, tmp_path / "a", 30)
     assert logs["steps"] == 30 and logs["tokens"] == 30 * 16 * 64
@@ -43,13 +43,7 @@ def test_losses_fall_on_real_text_and_training_resumes_exactly(demo_data_dir, tm
     assert after["disc_loss"] < before["disc_loss"] - 0.1
     assert after["loss"] < before["loss"] * 0.8
     assert 0.1 < after["replaced_fraction"] < 0.16
-
-    # Stop at 15 steps, then run the same training again: it resumes to the same weights.
-    _train(config, demo_data_dir, tmp_path / "b", 15)
-    resumed, trainer_b, logs_b = _train(config, demo_data_dir, tmp_path / "b", 30)
-    assert int(resumed.optimizer.iterations) == 30 and logs_b["tokens"] == 15 * 16 * 64
-    for x, y in zip(model.trainable_variables, resumed.trainable_variables):
-        np.testing.assert_allclose(x.numpy(), y.numpy(), rtol=0, atol=1e-6, err_msg=x.path)
+    # Exact resume is tested end to end, bit for bit after SIGTERM and SIGKILL, in test_faults.py.
 
 
 def test_mlm_objective_has_no_discriminator_and_trains(demo_data_dir, tmp_path):
@@ -61,14 +55,13 @@ def test_mlm_objective_has_no_discriminator_and_trains(demo_data_dir, tmp_path):
     assert model.generator_head._intermediate_dense.kernel.shape == (config.hidden_size, config.embedding_size)
 
 
-def test_runs_under_mirrored_strategy_on_two_cpus_and_with_xla(demo_data_dir, tmp_path, mirrored_strategy):
+def test_runs_under_mirrored_strategy_on_two_cpus(demo_data_dir, tmp_path, mirrored_strategy):
     strategy = mirrored_strategy
     config = ElectraConfig.from_size("tiny", dict(OVERRIDES, num_train_steps=5))
     model, trainer, logs = _train(config, demo_data_dir, tmp_path / "mirrored", 5, strategy=strategy)
     assert strategy.num_replicas_in_sync == 2 and int(model.optimizer.iterations.numpy()) == 5
     assert np.isfinite(logs["loss"]) and 0.1 < logs["replaced_fraction"] < 0.16
-    _, _, xla_logs = _train(config, demo_data_dir, tmp_path / "xla", 5, jit_compile=True)
-    assert np.isfinite(xla_logs["loss"])
+    # XLA, and a two-replica step equal to a one-device step, are tested in test_scale_out.py.
 
 
 def test_one_base_step_with_a_small_batch():
@@ -82,7 +75,7 @@ def test_one_base_step_with_a_small_batch():
     ids = np.random.default_rng(0).integers(1000, 9000, (2, 128)).astype(np.int32)
     ids[:, 0], ids[:, -1] = 101, 102
     before = model.discriminator.weights[-1].numpy().copy()
-    logs = tf.function(model.train_step)({"input_ids": tf.constant(ids), "input_mask": tf.ones_like(ids),
+    logs = model.train_step({"input_ids": tf.constant(ids), "input_mask": tf.ones_like(ids),
                                           "segment_ids": tf.zeros_like(ids)})
     assert np.isfinite(float(logs["loss"])) and int(model.optimizer.iterations) == 1
     assert not np.array_equal(before, model.discriminator.weights[-1].numpy())

@@ -62,7 +62,7 @@ def test_bad_vocab_files_name_file_and_line(tmp_path, content, message):
 
 def test_learned_vocab_starts_with_special_tokens_and_tokenizes(tmp_path):
     corpus = tmp_path / "corpus.txt"
-    corpus.write_text("\n".join(_wiki_sentences(2000)), encoding="utf-8")
+    corpus.write_text("\n".join(_wiki_sentences(500)), encoding="utf-8")
     out = tmp_path / "vocab.txt"
     size = tokenization.learn_vocab([str(corpus)], 800, str(out))
     vocab = tokenization.load_vocab(str(out))
