@@ -27,6 +27,7 @@ from electra_tf import distribution
 from electra_tf import flops
 from electra_tf import optimization
 from electra_tf import pretraining_data
+from electra_tf import probes as probes_lib
 from electra_tf import tokenization
 from electra_tf import training
 from electra_tf.pretrainer import ElectraPretrainer
@@ -48,6 +49,8 @@ flags.DEFINE_boolean("verify_data", True, "Read every shard through before train
                      "checksums) and stop at a corrupt, truncated or foreign file, naming it; --noverify_data "
                      "skips this for a corpus already verified.")
 flags.DEFINE_boolean("do_eval", True, "Evaluate on held-out data at the start (step 0) and the end.")
+flags.DEFINE_integer("probe_every", 0, "Also run the fixed-difficulty health probes (see electra_tf/probes.py) "
+                     "every N steps; with --do_eval they always run at step 0 and at the end. 0: only then.")
 FLAGS = flags.FLAGS
 
 
@@ -117,16 +120,30 @@ def main(argv):
     if counts is not None:
         summary["train_records"] = sum(counts[p] for p in train_files)
         summary["eval_records"] = sum(counts[p] for p in eval_files)
+    # Probes are a forward pass of the chief's copy: no collective op, so the chief alone runs them.
+    probes = None
+    if FLAGS.do_eval and pretrainer.electra and trainer.chief:
+        probes = probes_lib.HealthProbes.from_files(eval_files or train_files, config, pretrainer.special_ids,
+                                                    seed=config.seed)
     initial_path = os.path.join(model_dir, "initial_eval.json")
     if FLAGS.do_eval and fresh_start:
         initial = trainer.evaluate(eval_dataset(), config.num_eval_steps)
+        if probes is not None:
+            initial["probes"] = probes.evaluate_and_log(pretrainer, model_dir, 0)
         if trainer.chief:
             with open(initial_path, "w") as f:
                 json.dump(initial, f, indent=2)
+    def on_loop_end(step, logs):
+        if probes is not None and FLAGS.probe_every and step % FLAGS.probe_every < config.steps_per_loop \
+                and step < config.num_train_steps:
+            results = probes.evaluate_and_log(pretrainer, model_dir, step)
+            logging.info("step %d probes: unigram AUC %.3f, uniform AUC %.3f, [CLS] cosine %.3f", step,
+                         results["unigram_auc"], results["uniform_auc"], results["cls_cosine"])
+
     summary.update(trainer.train(
         train_dataset, config.num_train_steps, config.steps_per_loop, config.save_checkpoints_steps,
         tokens_per_step=config.train_batch_size * config.max_seq_length,
-        flops_per_step=flops.flops_per_step(config), data_files=train_files))
+        flops_per_step=flops.flops_per_step(config), data_files=train_files, on_loop_end=on_loop_end))
     if summary["preempted"]:
         return  # Checkpointed; the same command resumes.
     if FLAGS.do_eval:
@@ -134,6 +151,8 @@ def main(argv):
             with open(initial_path) as f:
                 summary["initial_eval"] = json.load(f)
         summary.update(trainer.evaluate(eval_dataset(), config.num_eval_steps))
+        if probes is not None:
+            summary["probes"] = probes.evaluate_and_log(pretrainer, model_dir, trainer.step)
     logging.info("summary: %s", json.dumps(summary, indent=2))
     if trainer.chief:
         with open(os.path.join(model_dir, "pretraining_summary.json"), "w") as f:

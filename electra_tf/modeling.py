@@ -144,14 +144,17 @@ class ElectraEncoder(keras.layers.Layer):
         for layer in self.transformer_layers:
             layer.build(hidden_shape)
 
-    def call(self, input_ids, segment_ids, input_mask, training=None):
+    def call(self, input_ids, segment_ids, input_mask, training=None, return_all_layers=False):
+        """The last layer's hidden states, or (`return_all_layers`) the embedding output and every layer's."""
         x = self.embeddings(input_ids, segment_ids, training=training)
         if self.embeddings_project is not None:
             x = self.embeddings_project(x)
         padding_mask = ops.cast(input_mask, "bool")
+        states = [x]
         for layer in self.transformer_layers:
             x = layer(x, padding_mask=padding_mask, training=training)
-        return x
+            states.append(x)
+        return states if return_all_layers else x
 
     def get_config(self):
         config = super().get_config()

@@ -18,9 +18,10 @@ def test_run_pretraining_end_to_end_and_resume(demo_data_dir, tmp_path):
     args = [f"--data_dir={demo_data_dir}", f"--model_dir={model_dir}", *TINY]
     first = run_script("run_pretraining.py", *args, "--num_train_steps=3")
     assert first.returncode == 0, first.stderr[-3000:]
-    second = run_script("run_pretraining.py", *args, "--num_train_steps=7")
+    second = run_script("run_pretraining.py", *args, "--num_train_steps=7", "--probe_every=3")
     assert second.returncode == 0, second.stderr[-3000:]
     assert "resumed from" in second.stderr and "ckpt-3" in second.stderr
+    assert "step 6 probes: unigram AUC" in second.stderr
     # The last step is saved even when it falls between two checkpoint intervals.
     assert os.path.basename(tf.train.latest_checkpoint(model_dir)) == "ckpt-7"
     with open(os.path.join(model_dir, "pretraining_summary.json")) as f:
@@ -32,6 +33,8 @@ def test_run_pretraining_end_to_end_and_resume(demo_data_dir, tmp_path):
                 "mlm_loss", "disc_loss"):
         assert isinstance(summary[key], float), key
     assert summary["initial_eval"]["gen_accuracy"] < 0.01
+    for probes in (summary["probes"], summary["initial_eval"]["probes"]):
+        assert 0 <= probes["unigram_auc"] <= 1 and probes["uniform_base_rate_loss"] > 0 and "cls_cosine" in probes
     assert os.listdir(os.path.join(model_dir, "train")) and os.listdir(os.path.join(model_dir, "eval"))
     with open(os.path.join(model_dir, "config.json")) as f:
         assert json.load(f)["max_seq_length"] == 64

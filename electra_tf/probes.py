@@ -1,0 +1,139 @@
+"""Health probes of pre-training that do not drift with the generator.
+
+The discriminator AUC of a run depends on how good the generator's samples
+are: early on they are random rare tokens, easy to spot; later frequent words
+that fit. These probes hold the task fixed: held-out batches are corrupted once
+(fixed seed), identically at every evaluation, and the discriminator alone is
+scored on them:
+
+- `unigram`: 15% of the real tokens replaced by tokens drawn from the corpus's
+  unigram distribution (frequent words: only context tells them apart);
+- `uniform`: replaced by uniformly drawn vocabulary tokens (easy: a sanity floor).
+
+Each reports the exact AUC and the mean loss over real tokens, with the base
+rate beside them (the loss and accuracy of saying "original" everywhere). On
+the clean batches it also reports collapse signals: the mean cosine
+similarity of the [CLS] vectors of different inputs, of the token vectors
+within a sequence, and each layer's mean hidden-state norm.
+
+Example:
+```python
+probes = HealthProbes.from_files(eval_files, config, special_ids)
+probes.evaluate(pretrainer)  # {"unigram_auc": ..., "uniform_auc": ..., "cls_cosine": ..., ...}
+```
+"""
+
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from electra_tf import metrics
+from electra_tf import pretraining_data
+
+KINDS = ("unigram", "uniform")
+
+
+class HealthProbes:
+    """Fixed corruptions of held-out batches and the discriminator's scores on them.
+
+    Args:
+      batches: dicts of int32 `input_ids`, `input_mask`, `segment_ids` (numpy).
+      special_ids: ids never corrupted and never drawn ([CLS], [SEP], [MASK], ...).
+      vocab_size: size of the vocabulary.
+      replace_prob: fraction of each sequence's real tokens replaced.
+      seed: seeds the corruptions, so every evaluation sees the same ones.
+    """
+
+    def __init__(self, batches, special_ids, vocab_size, replace_prob=0.15, seed=0):
+        rng = np.random.default_rng(seed)
+        self.batches = batches
+        special = np.zeros(vocab_size, bool)
+        special[[0, *special_ids]] = True
+        ids = np.concatenate([b["input_ids"][b["input_mask"] > 0] for b in batches])
+        counts = np.bincount(ids, minlength=vocab_size).astype(np.float64)
+        counts[special] = 0
+        unigram = counts / counts.sum()
+        uniform = (~special) / (~special).sum()
+        self.corrupted = {kind: [] for kind in KINDS}
+        for batch in batches:
+            candidates = (batch["input_mask"] > 0) & ~special[batch["input_ids"]]
+            chosen = candidates & (rng.random(candidates.shape) < replace_prob)
+            for kind, distribution in (("unigram", unigram), ("uniform", uniform)):
+                drawn = rng.choice(vocab_size, size=batch["input_ids"].shape, p=distribution).astype(np.int32)
+                fake = np.where(chosen, drawn, batch["input_ids"])
+                self.corrupted[kind].append((fake, (fake != batch["input_ids"]).astype(np.int32)))
+
+    @classmethod
+    def from_files(cls, files, config, special_ids, num_batches=None, seed=0):
+        """Probes on the first `num_batches` (default `config.num_eval_steps`) held-out batches of `files`."""
+        dataset = pretraining_data.make_dataset(files, config.eval_batch_size, config.max_seq_length, False)
+        batches = [{k: v.numpy() for k, v in b.items()} for b in dataset.take(num_batches or config.num_eval_steps)]
+        if not batches:
+            raise ValueError("health probes: the held-out data holds no full batch; lower --eval_batch_size")
+        return cls(batches, list(special_ids.values()), config.vocab_size, config.mask_prob, seed)
+
+    def evaluate(self, pretrainer):
+        """{name: value} for the current weights of an ELECTRA `ElectraPretrainer`."""
+        disc, head = pretrainer.discriminator, pretrainer.discriminator_head
+
+        @tf.function
+        def logits(ids, batch):
+            return head(disc(ids, batch["segment_ids"], batch["input_mask"], training=False))
+
+        @tf.function
+        def states(batch):
+            return disc(batch["input_ids"], batch["segment_ids"], batch["input_mask"], training=False,
+                        return_all_layers=True)
+
+        results = {}
+        for kind in KINDS:
+            scores, labels = [], []
+            for batch, (fake, label) in zip(self.batches, self.corrupted[kind]):
+                real = batch["input_mask"] > 0
+                scores.append(logits(tf.constant(fake), batch).numpy()[real])
+                labels.append(label[real])
+            scores, labels = np.concatenate(scores).astype(np.float64), np.concatenate(labels)
+            # Sigmoid cross-entropy from logits, stably.
+            loss = np.maximum(scores, 0) - scores * labels + np.log1p(np.exp(-np.abs(scores)))
+            rate = labels.mean()
+            results.update({
+                f"{kind}_auc": metrics.roc_auc(scores, labels), f"{kind}_loss": float(loss.mean()),
+                f"{kind}_accuracy": float(((scores > 0) == labels).mean()),
+                f"{kind}_base_rate_loss": float(-(rate * np.log(rate) + (1 - rate) * np.log(1 - rate))),
+                f"{kind}_base_rate_accuracy": float(1 - rate)})
+        results.update(self._collapse_signals([states(b) for b in self.batches]))
+        return results
+
+    def evaluate_and_log(self, pretrainer, model_dir, step):
+        """`evaluate`, also written to TensorBoard under `<model_dir>/eval` as `probes/<name>`."""
+        results = self.evaluate(pretrainer)
+        with tf.summary.create_file_writer(os.path.join(model_dir, "eval")).as_default(step=step):
+            for name, value in results.items():
+                tf.summary.scalar(f"probes/{name}", value)
+        return results
+
+    def _collapse_signals(self, all_states):
+        cls_vectors, within, norms = [], [], np.zeros(len(all_states[0]))
+        for batch, layers in zip(self.batches, all_states):
+            last = _unit(layers[-1].numpy())
+            cls_vectors.append(last[:, 0])
+            for vectors, mask in zip(last, batch["input_mask"] > 0):
+                real = vectors[mask]
+                n = len(real)
+                if n > 1:
+                    similarity = real @ real.T
+                    within.append((similarity.sum() - np.trace(similarity)) / (n * (n - 1)))
+            real = batch["input_mask"] > 0
+            norms += [np.linalg.norm(layer.numpy(), axis=-1)[real].mean() for layer in layers]
+        cls = np.concatenate(cls_vectors)
+        similarity = cls @ cls.T
+        n = len(cls)
+        results = {"cls_cosine": float((similarity.sum() - np.trace(similarity)) / (n * (n - 1))),
+                   "token_cosine": float(np.mean(within))}
+        results.update({f"hidden_norm_layer_{i}": float(v) for i, v in enumerate(norms / len(self.batches))})
+        return results
+
+
+def _unit(x):
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)

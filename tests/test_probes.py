@@ -1,0 +1,57 @@
+"""Fixed-difficulty health probes: fixed corruptions, exact AUC, base rates and collapse signals."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import SPECIAL_IDS, make_pretrainer
+from electra_tf import metrics, pretraining_data
+from electra_tf.config import ElectraConfig
+from electra_tf.probes import HealthProbes
+
+
+def test_roc_auc_equals_scikit_learn_with_ties():
+    sklearn_metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(0)
+    labels = rng.random(500) < 0.2
+    scores = np.round(rng.normal(size=500) + labels, 1)  # Rounded: many ties.
+    assert metrics.roc_auc(scores, labels) == pytest.approx(sklearn_metrics.roc_auc_score(labels, scores), abs=1e-12)
+    assert metrics.roc_auc(scores, np.zeros(500)) == 0.5
+
+
+class _FrequencyDetector:
+    """A 'discriminator' that calls a token replaced the rarer it is in the probe's own data."""
+
+    def __init__(self, batches, vocab_size):
+        counts = np.bincount(np.concatenate([b["input_ids"].ravel() for b in batches]), minlength=vocab_size)
+        self.rarity = tf.constant(-np.log1p(counts).astype(np.float32))
+        self.discriminator = lambda ids, segment_ids, mask, training=False, return_all_layers=False: (
+            [tf.one_hot(ids % 8, 8)] * 2 if return_all_layers else tf.gather(self.rarity, ids))
+        self.discriminator_head = lambda hidden: hidden
+
+
+def test_probes_are_fixed_and_measure_what_they_say(demo_data_dir):
+    config = ElectraConfig.from_size("tiny", {"max_seq_length": 64, "eval_batch_size": 16})
+    files = pretraining_data.tfrecord_files(demo_data_dir, "eval_data")
+    probes = HealthProbes.from_files(files, config, SPECIAL_IDS, num_batches=4, seed=3)
+    again = HealthProbes.from_files(files, config, SPECIAL_IDS, num_batches=4, seed=3)
+    for kind in ("unigram", "uniform"):
+        for (fake, label), (fake2, _), batch in zip(probes.corrupted[kind], again.corrupted[kind], probes.batches):
+            np.testing.assert_array_equal(fake, fake2)  # The same corruptions at every evaluation.
+            real = batch["input_mask"] > 0
+            assert 0.08 < label[real].mean() < 0.2 and not label[~real].any()
+            assert not label[batch["input_ids"] == 101].any() and not label[batch["input_ids"] == 102].any()
+
+    # Rarity spots uniform replacements (random vocabulary is rare) far better than unigram ones.
+    detector = probes.evaluate(_FrequencyDetector(probes.batches, config.vocab_size))
+    assert detector["uniform_auc"] > 0.9 and detector["unigram_auc"] < detector["uniform_auc"] - 0.15
+    rate = 1 - detector["uniform_base_rate_accuracy"]
+    assert detector["uniform_base_rate_loss"] == pytest.approx(-(rate * np.log(rate) + (1 - rate) * np.log(1 - rate)))
+
+    model = make_pretrainer(config)
+    first, second = probes.evaluate(model), probes.evaluate(model)
+    assert first == second
+    assert 0.3 < first["unigram_auc"] < 0.7  # Random init: chance, on the fixed task.
+    assert -1 <= first["cls_cosine"] <= 1 and -1 <= first["token_cosine"] <= 1
+    norms = [first[f"hidden_norm_layer_{i}"] for i in range(config.num_hidden_layers + 1)]
+    assert all(n > 0 for n in norms) and f"hidden_norm_layer_{config.num_hidden_layers + 1}" not in first
