@@ -73,6 +73,18 @@ def resolve_data(config):
     return train_files, eval_files, vocab_file or pretraining_data.demo_vocab_file(), counts
 
 
+def show_replacements(pretrainer, batch, vocab_file, model_dir, step):
+    """Prints what the generator replaced in three held-out sentences and what the discriminator caught."""
+    tables = probes_lib.replacement_table(pretrainer, batch, tokenization.load_vocab(vocab_file))
+    with tf.summary.create_file_writer(os.path.join(model_dir, "eval")).as_default(step=step):
+        for i, table in enumerate(tables):
+            tf.summary.text(f"replacements/sentence_{i}", table)
+    print(f"\nHeld-out sentences at step {step}: each token, the generator's sample where it was masked "
+          "('=': it drew the original), the discriminator's p(replaced); caught replacements in bold.")
+    for table in tables:
+        print("\n" + table)
+
+
 def main(argv):
     del argv
     config = cli.load_config(FLAGS)
@@ -153,6 +165,7 @@ def main(argv):
         summary.update(trainer.evaluate(eval_dataset(), config.num_eval_steps))
         if probes is not None:
             summary["probes"] = probes.evaluate_and_log(pretrainer, model_dir, trainer.step)
+            show_replacements(pretrainer, probes.batches[0], vocab_file, model_dir, trainer.step)
     logging.info("summary: %s", json.dumps(summary, indent=2))
     if trainer.chief:
         with open(os.path.join(model_dir, "pretraining_summary.json"), "w") as f:

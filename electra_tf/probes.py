@@ -137,3 +137,35 @@ class HealthProbes:
 
 def _unit(x):
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def replacement_table(pretrainer, batch, vocab, num_sentences=3, max_tokens=24):
+    """What ELECTRA does to a few held-out sentences, as a Markdown table per sentence.
+
+    Each row is a token of the input, the generator's sample where the token
+    was masked (`=` when it drew the original), and the discriminator's
+    probability that the token was replaced; caught replacements (p > 0.5) are bold.
+
+    Args:
+      pretrainer: an ELECTRA `ElectraPretrainer`.
+      batch: dict of int32 numpy `input_ids`, `input_mask`, `segment_ids` (held-out data).
+      vocab: the vocabulary as a list of tokens.
+      num_sentences: rows of `batch` shown.
+      max_tokens: tokens shown per sentence.
+    """
+    features = {k: tf.constant(v[:num_sentences]) for k, v in batch.items()}
+    outputs = pretrainer(dict(features, seed=tf.constant([pretrainer.config.seed + 2, 0], tf.int32)), training=False)
+    masked = {k: v.numpy() for k, v in outputs["masked"].items()}
+    fake_ids, probs = outputs["fake_ids"].numpy(), tf.sigmoid(outputs["disc_logits"]).numpy()
+    tables = []
+    for i in range(len(fake_ids)):
+        masked_positions = set(masked["positions"][i][masked["weights"][i] > 0].tolist())
+        length = min(int(batch["input_mask"][i].sum()), max_tokens)
+        rows = ["| token | generator | p(replaced) |", "|---|---|---|"]
+        for j in range(length):
+            original, fake = int(batch["input_ids"][i, j]), int(fake_ids[i, j])
+            sample = ("=" if fake == original else vocab[fake]) if j in masked_positions else ""
+            p = f"{probs[i, j]:.2f}"
+            rows.append(f"| {vocab[original]} | {sample} | {f'**{p}**' if fake != original and probs[i, j] > 0.5 else p} |")
+        tables.append("\n".join(rows))
+    return tables

@@ -5,9 +5,9 @@ import pytest
 import tensorflow as tf
 
 from conftest import SPECIAL_IDS, make_pretrainer
-from electra_tf import metrics, pretraining_data
+from electra_tf import metrics, pretraining_data, tokenization
 from electra_tf.config import ElectraConfig
-from electra_tf.probes import HealthProbes
+from electra_tf.probes import HealthProbes, replacement_table
 
 
 def test_roc_auc_equals_scikit_learn_with_ties():
@@ -55,3 +55,19 @@ def test_probes_are_fixed_and_measure_what_they_say(demo_data_dir):
     assert -1 <= first["cls_cosine"] <= 1 and -1 <= first["token_cosine"] <= 1
     norms = [first[f"hidden_norm_layer_{i}"] for i in range(config.num_hidden_layers + 1)]
     assert all(n > 0 for n in norms) and f"hidden_norm_layer_{config.num_hidden_layers + 1}" not in first
+
+
+def test_replacement_table_shows_masked_samples_and_probabilities(demo_data_dir, vocab_file):
+    config = ElectraConfig.from_size("tiny", {"max_seq_length": 64, "eval_batch_size": 4})
+    files = pretraining_data.tfrecord_files(demo_data_dir, "eval_data")
+    batch = HealthProbes.from_files(files, config, SPECIAL_IDS, num_batches=1).batches[0]
+    vocab = tokenization.load_vocab(vocab_file)
+    tables = replacement_table(
+        make_pretrainer(config), batch, vocab, num_sentences=3, max_tokens=64)
+    assert len(tables) == 3
+    for table, ids, mask in zip(tables, batch["input_ids"], batch["input_mask"]):
+        rows = [r.strip("| ").split(" | ") for r in table.splitlines()[2:]]
+        assert [r[0] for r in rows] == [vocab[i] for i in ids[mask > 0]]  # Every real token, in order.
+        sampled = [r for r in rows if r[1]]
+        assert 1 <= len(sampled) <= config.max_predictions_per_seq  # Only masked positions show a sample.
+        assert all(0 <= float(r[2].strip("*")) <= 1 for r in rows)
