@@ -119,17 +119,11 @@ class HealthProbes:
             last = _unit(layers[-1].numpy())
             cls_vectors.append(last[:, 0])
             for vectors, mask in zip(last, batch["input_mask"] > 0):
-                real = vectors[mask]
-                n = len(real)
-                if n > 1:
-                    similarity = real @ real.T
-                    within.append((similarity.sum() - np.trace(similarity)) / (n * (n - 1)))
+                if mask.sum() > 1:
+                    within.append(_mean_pairwise_cosine(vectors[mask]))
             real = batch["input_mask"] > 0
             norms += [np.linalg.norm(layer.numpy(), axis=-1)[real].mean() for layer in layers]
-        cls = np.concatenate(cls_vectors)
-        similarity = cls @ cls.T
-        n = len(cls)
-        results = {"cls_cosine": float((similarity.sum() - np.trace(similarity)) / (n * (n - 1))),
+        results = {"cls_cosine": _mean_pairwise_cosine(np.concatenate(cls_vectors)),
                    "token_cosine": float(np.mean(within))}
         results.update({f"hidden_norm_layer_{i}": float(v) for i, v in enumerate(norms / len(self.batches))})
         return results
@@ -137,6 +131,13 @@ class HealthProbes:
 
 def _unit(x):
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def _mean_pairwise_cosine(unit_vectors):
+    """Mean cosine similarity over the distinct pairs of `unit_vectors` [n, d] (n > 1)."""
+    n = len(unit_vectors)
+    similarity = unit_vectors @ unit_vectors.T
+    return float((similarity.sum() - np.trace(similarity)) / (n * (n - 1)))
 
 
 def replacement_table(pretrainer, batch, vocab, num_sentences=3, max_tokens=24):
