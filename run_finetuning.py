@@ -146,9 +146,10 @@ def train_trial(trial, model, config, strategy, num_steps, vocab_file, model_dir
                                guard=model.guard, skip_nonfinite=FLAGS.skip_nonfinite,
                                weights=model.variable_names())
     trained = trainer.train(
-        lambda context: make_dataset(context.get_per_replica_batch_size(config.train_batch_size), seed, context),
+        lambda context, start_step: make_dataset(config.train_batch_size, seed, context, start_step),
         num_steps, config.steps_per_loop, config.save_checkpoints_steps,
-        tokens_per_step=config.train_batch_size * config.max_seq_length, data_files=data_files)
+        tokens_per_step=config.train_batch_size * config.max_seq_length, data_files=data_files,
+        input_log=cli.input_log(FLAGS, trial_dir))
     if trained["preempted"]:
         return None
     return trainer, trial_dir, {"trial": trial, "seed": seed, "steps": trained["steps"]}
@@ -160,7 +161,8 @@ def run_trial(trial, task, config, strategy, data, num_steps, vocab_file, model_
         model = finetuning.ElectraClassifier(config, task.num_outputs, task.name, task.is_regression)
     train_features = data["train"][1]
     trained = train_trial(trial, model, config, strategy, num_steps, vocab_file, model_dir, tasks.task_info(task),
-                          lambda batch, seed, context: finetuning.train_dataset(train_features, batch, seed, context))
+                          lambda batch, seed, context, start_step: finetuning.train_dataset(
+                              train_features, batch, seed, context, start_step))
     if trained is None:
         return None
     trainer, trial_dir, result = trained
@@ -228,8 +230,9 @@ def squad_trials(name, config, strategy, tokenizer, vocab_file, model_dir):
         with strategy.scope():
             model = finetuning.ElectraQuestionAnswering(config, name, FLAGS.joint_prediction, answerable)
         trained = train_trial(trial, model, config, strategy, num_steps, vocab_file, model_dir, info,
-                              lambda batch, seed, context: squad.train_dataset(
-                                  train_path, config.max_seq_length, batch, seed, context), data_files=[train_path])
+                              lambda batch, seed, context, start_step: squad.train_dataset(
+                                  train_path, config.max_seq_length, batch, seed, context, start_step, num_features),
+                              data_files=[train_path])
         if trained is None:
             return None
         trainer, trial_dir, result = trained
@@ -285,7 +288,7 @@ def main(argv):
     config = cli.load_config(FLAGS, task=name)
     cli.set_determinism(FLAGS)
     cli.set_precision(FLAGS)
-    strategy = distribution.get_strategy(FLAGS.strategy, FLAGS.tpu)
+    strategy = cli.get_strategy(FLAGS)
     distribution.describe(strategy, config.train_batch_size)
     if config.gradient_accumulation_steps != 1:
         raise ValueError("--gradient_accumulation_steps is not supported by fine-tuning; lower "

@@ -91,7 +91,7 @@ def main(argv):
     # First TF work: MultiWorkerMirroredStrategy must configure collectives before any other op runs.
     cli.set_determinism(FLAGS)
     cli.set_precision(FLAGS)
-    strategy = distribution.get_strategy(FLAGS.strategy, FLAGS.tpu)
+    strategy = cli.get_strategy(FLAGS)
     per_replica_batch = distribution.describe(strategy, config.train_batch_size, config.gradient_accumulation_steps)
     model_dir = FLAGS.model_dir or os.path.join("runs", f"pretrain_{FLAGS.model_size}_{config.objective}")
     os.makedirs(model_dir, exist_ok=True)
@@ -117,10 +117,10 @@ def main(argv):
                                guard=pretrainer.guard, skip_nonfinite=FLAGS.skip_nonfinite,
                                weights=checkpoint_interop.variable_names(pretrainer))
 
-    def train_dataset(context):
+    def train_dataset(context, start_step):
         return pretraining_data.make_dataset(
-            train_files, context.get_per_replica_batch_size(config.train_batch_size), config.max_seq_length,
-            is_training=True, seed=config.seed, input_context=context)
+            train_files, config.train_batch_size, config.max_seq_length, is_training=True, seed=config.seed,
+            input_context=context, start_step=start_step, counts=counts)
 
     def eval_dataset():
         return pretraining_data.make_dataset(eval_files or train_files, config.eval_batch_size,
@@ -155,7 +155,8 @@ def main(argv):
     summary.update(trainer.train(
         train_dataset, config.num_train_steps, config.steps_per_loop, config.save_checkpoints_steps,
         tokens_per_step=config.train_batch_size * config.max_seq_length,
-        flops_per_step=flops.flops_per_step(config), data_files=train_files, on_loop_end=on_loop_end))
+        flops_per_step=flops.flops_per_step(config), data_files=train_files, on_loop_end=on_loop_end,
+        input_log=cli.input_log(FLAGS, model_dir)))
     if summary["preempted"]:
         return  # Checkpointed; the same command resumes.
     if FLAGS.do_eval:

@@ -1,4 +1,10 @@
-"""What checking shards before training costs: `records.verify` over about `--gigabytes` of real shards.
+"""What a run pays before its first step: checking its shards, and finding its place in the data on resume.
+
+`records.verify` reads about `--gigabytes` of real shards through; then a
+resumed run's input (`pretraining_data.make_dataset(..., start_step=k)`) is
+timed to its first batch at several positions of the first epoch, against a
+fresh start: `input_order.record_stream` skips whole file groups for free and
+reads at most one group (4 files) to reach its example.
 
 The demo corpus's shards (real Wikipedia text at `--max_seq_length`, 0.77 MB
 each) are copied, or concatenated into shards of about `--shard_megabytes`
@@ -25,6 +31,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from electra_tf import input_order  # noqa: E402
 from electra_tf import pretraining_data  # noqa: E402
 from electra_tf import records  # noqa: E402
 
@@ -58,8 +68,40 @@ def main(argv):
     start = time.time()
     counts = records.verify(files)
     seconds = time.time() - start
-    print(json.dumps({"files": len(files), "gigabytes": size / 1e9, "records": sum(counts.values()),
-                      "seconds": seconds, "seconds_per_gb": seconds / (size / 1e9)}))
+    result = {"files": len(files), "gigabytes": size / 1e9, "records": sum(counts.values()),
+              "seconds": seconds, "seconds_per_gb": seconds / (size / 1e9)}
+    print(json.dumps(result))
+    result["resume"] = resume_costs(files, counts)
+    print(json.dumps(result))
+
+
+def _first_batch_seconds(files, counts, start):
+    begin = time.time()
+    batch = next(iter(pretraining_data.make_dataset(files, 1, FLAGS.max_seq_length, True, start_step=start,
+                                                    counts=counts)))
+    assert batch["input_ids"].shape == (1, FLAGS.max_seq_length)
+    return time.time() - begin
+
+
+def resume_costs(files, counts):
+    """Seconds to a resumed run's first batch (global batch 1, so the step is the example) at chosen positions."""
+    per_file = np.array([counts[p] for p in files])
+    order = input_order._permutation(len(files), 0, 0).numpy()  # The first epoch's file order (seed 0).
+    group_sizes = [int(per_file[g].sum()) for g in np.array_split(order, range(4, len(files), 4))]
+    group_starts = np.cumsum([0] + group_sizes)
+    middle = len(group_sizes) // 2
+    positions = {"fresh start": 0,
+                 f"start of group {middle} of {len(group_sizes)}": int(group_starts[middle]),
+                 f"last record of group {middle} (the most a resume reads)": int(group_starts[middle + 1]) - 1,
+                 "second epoch, first group's last record": int(sum(group_sizes) + group_sizes[0] - 1)}
+    costs = {}
+    for name, start in positions.items():
+        seconds = _first_batch_seconds(files, counts, start)
+        offset = start % sum(group_sizes)  # Whole epochs and the groups before its own are skipped unread.
+        read = offset - int(group_starts[np.searchsorted(group_starts, offset, "right") - 1])
+        costs[name] = {"example": start, "records_read_to_reach_it": read, "seconds": round(seconds, 3)}
+        print(f"{name}: example {start:,}, {read:,} records read to reach it, {seconds:.2f} s to the first batch")
+    return costs
 
 
 if __name__ == "__main__":

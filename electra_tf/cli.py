@@ -1,5 +1,7 @@
 """Flags shared by the top-level scripts: every config field, plus run settings."""
 
+import os
+
 from absl import flags
 import keras
 import tensorflow as tf
@@ -23,12 +25,17 @@ def define_config_flags():
 def define_run_flags():
     flags.DEFINE_enum("strategy", "auto", distribution.STRATEGIES, "tf.distribute strategy.")
     flags.DEFINE_string("tpu", None, "TPU name or grpc:// address (with --strategy=tpu or auto).")
+    flags.DEFINE_integer("cpu_replicas", 1, "Split the CPU into N logical devices and run MirroredStrategy over "
+                         "them (--strategy=mirrored or auto): try a multi-replica run without GPUs.")
     flags.DEFINE_boolean("jit_compile", None, "Compile the train step with XLA (default: on for GPU/TPU, "
                          "off on CPU, where it measured slower).")
     flags.DEFINE_enum("mixed_precision", "float32", MIXED_PRECISION,
                       "Keras dtype policy; mixed_float16 adds dynamic loss scaling. Losses and logits stay float32.")
     flags.DEFINE_boolean("deterministic", False, "Enable TensorFlow op determinism: a run, and a resumed run, "
                          "reproduce bit for bit (slower on GPUs).")
+    flags.DEFINE_boolean("input_fingerprints", False, "Append each step's global-batch checksum of input_ids to "
+                         "<model_dir>/input_fingerprints.tsv (step, checksum): to check that a resumed run, or one "
+                         "on another replica count, reads the same examples at the same step.")
     flags.DEFINE_boolean("skip_nonfinite", False, "Skip steps whose gradient is NaN/Inf and count them, "
                          "instead of stopping the run at the first one.")
 
@@ -36,6 +43,15 @@ def define_run_flags():
 def set_determinism(flag_values):
     if flag_values.deterministic:
         tf.config.experimental.enable_op_determinism()
+
+
+def get_strategy(flag_values):
+    return distribution.get_strategy(flag_values.strategy, flag_values.tpu, flag_values.cpu_replicas)
+
+
+def input_log(flag_values, model_dir):
+    """Where `Trainer.train` logs input fingerprints (`--input_fingerprints`), or None."""
+    return os.path.join(model_dir, "input_fingerprints.tsv") if flag_values.input_fingerprints else None
 
 
 def set_precision(flag_values):

@@ -9,19 +9,33 @@ import tensorflow as tf
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
 
 
-def get_strategy(name="auto", tpu=None):
+def get_strategy(name="auto", tpu=None, cpu_replicas=1):
     """Returns the strategy named by `--strategy`.
 
     `auto` picks TPUStrategy when `tpu` is given, MirroredStrategy when more
-    than one GPU is visible, else the default strategy. `multi_worker` reads
-    the cluster from the `TF_CONFIG` environment variable.
+    than one GPU is visible or `cpu_replicas` > 1, else the default strategy.
+    `multi_worker` reads the cluster from the `TF_CONFIG` environment variable.
+    Call it before any other TensorFlow work (devices and collectives are
+    configured once, when TF's runtime starts).
 
     Args:
       name: one of `STRATEGIES`.
       tpu: TPU name or grpc address, for `TPUClusterResolver`.
+      cpu_replicas: split the CPU into this many logical devices and mirror
+        over them: a multi-replica run (and its tests) without GPUs.
     """
     if name not in STRATEGIES:
         raise ValueError(f"--strategy={name!r}: choose one of {STRATEGIES}")
+    if cpu_replicas < 1:
+        raise ValueError(f"--cpu_replicas={cpu_replicas}: must be at least 1")
+    if cpu_replicas > 1:
+        if name not in ("auto", "mirrored"):
+            raise ValueError(f"--cpu_replicas={cpu_replicas} runs MirroredStrategy over logical CPUs: use it with "
+                             f"--strategy=mirrored or auto, not {name}")
+        cpus = tf.config.list_physical_devices("CPU")
+        tf.config.set_logical_device_configuration(
+            cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(cpu_replicas)])
+        return tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(cpu_replicas)])
     if name == "auto":
         gpus = tf.config.list_logical_devices("GPU")
         name = "tpu" if tpu else ("mirrored" if len(gpus) > 1 else "default")

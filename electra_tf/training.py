@@ -3,10 +3,11 @@
 Runs `steps_per_loop` steps inside one `tf.function` (the authors'
 `iterations_per_loop`: fewer host round trips, essential on TPUs), shows a
 progress bar, writes TensorBoard scalars and checkpoints through
-`tf.train.CheckpointManager`. A checkpoint holds the model, the optimizer
-(whose `iterations` is the step) and the input iterator's position, and the
-model's randomness is a function of the step, so re-running the same command
-continues where the last checkpoint left off.
+`tf.train.CheckpointManager`. A checkpoint holds the model and the optimizer
+(whose `iterations` is the step); the input's position and the model's
+randomness are functions of the step (`input_order`), so re-running the same
+command continues where the last checkpoint left off, at the same example,
+under any strategy and replica count.
 """
 
 import os
@@ -43,6 +44,8 @@ class Trainer:
     Example:
     ```python
     trainer = Trainer(model, strategy, "runs/tiny", jit_compile=False)
+    dataset_fn = lambda context, start_step: pretraining_data.make_dataset(
+        files, 32, 128, is_training=True, input_context=context, start_step=start_step)
     trainer.train(dataset_fn, num_steps=1000, steps_per_loop=50, checkpoint_every=200,
                   tokens_per_step=32 * 128)
     ```
@@ -65,7 +68,7 @@ class Trainer:
     def step(self):
         return int(self.model.optimizer.iterations.numpy())
 
-    def _checkpoint_manager(self, iterator, checkpoint_every):
+    def _checkpoint_manager(self, checkpoint_every):
         # `model.variables` also holds the dropout layers' random-seed states,
         # which `tf.train.Checkpoint(model=...)` does not track; without them a
         # resumed run would draw different dropout masks.
@@ -75,11 +78,6 @@ class Trainer:
         # the weights are saved by name rather than through `model`.
         state = dict(model=self.model, optimizer=self.model.optimizer, seed_states=seed_states,
                      weights=self.weights)
-        if isinstance(iterator, tf.__internal__.tracking.Trackable):
-            state["iterator"] = iterator
-        else:
-            logging.warning("%s cannot be checkpointed under %s: a resumed run restarts the input pipeline",
-                            type(iterator).__name__, type(self.strategy).__name__)
         checkpoint = tf.train.Checkpoint(**state)
         # Every worker must save (saving is a collective op), but only the chief's copy is kept.
         directory = self.model_dir if self.chief else os.path.join(
@@ -89,11 +87,13 @@ class Trainer:
             step_counter=self.model.optimizer.iterations, checkpoint_interval=checkpoint_every)
 
     def train(self, dataset_fn, num_steps, steps_per_loop, checkpoint_every, tokens_per_step,
-              on_loop_end=None, flops_per_step=None, data_files=None):
+              on_loop_end=None, flops_per_step=None, data_files=None, input_log=None):
         """Trains until the optimizer has made `num_steps` steps, resuming if possible.
 
         Args:
-          dataset_fn: `tf.distribute.InputContext -> tf.data.Dataset` of per-replica batches.
+          dataset_fn: `(tf.distribute.InputContext, start_step) -> tf.data.Dataset`
+            of this input pipeline's per-replica batches, beginning with step
+            `start_step`'s (see `input_order`).
           num_steps: the total step count to reach.
           steps_per_loop: steps per `tf.function` call, and the logging interval.
           checkpoint_every: checkpoint interval in steps.
@@ -102,15 +102,17 @@ class Trainer:
           flops_per_step: training FLOPs of one step; logs `train_flops`, the total so far.
           data_files: the TFRecord files `dataset_fn` reads: a corrupt record met
             in training is then reported by file name, after a checkpoint.
+          input_log: a path: append "step<TAB>fingerprint" per step, a checksum of
+            the global batch's `input_ids` that does not depend on how the batch
+            is split over replicas (to check that a resumed or rescaled run reads
+            the same data).
 
         Returns:
           dict with the last logged metrics, `steps`, `tokens` and `wall_seconds`
           (of this invocation), `tokens_per_second`, `nonfinite_steps`, and
           `preempted` (true when a SIGTERM stopped it after a checkpoint).
         """
-        dataset = self.strategy.distribute_datasets_from_function(dataset_fn)
-        iterator = iter(dataset)
-        manager = self._checkpoint_manager(iterator, checkpoint_every)
+        manager = self._checkpoint_manager(checkpoint_every)
         # Every worker resumes from the chief's checkpoint.
         latest = tf.train.latest_checkpoint(self.model_dir)
         if latest:
@@ -121,13 +123,21 @@ class Trainer:
             logging.info("already trained for %d steps; nothing to do", start_step)
             return {"steps": start_step, "tokens": 0, "wall_seconds": 0.0, "tokens_per_second": 0.0,
                     "preempted": False}
-
+        iterator = iter(self.strategy.distribute_datasets_from_function(
+            lambda context: dataset_fn(context, start_step)))
         step_fn = tf.function(self.model.train_step, jit_compile=self.jit_compile)
+        fingerprint = (lambda batch: self.strategy.reduce(
+            tf.distribute.ReduceOp.SUM, self.strategy.run(_fingerprint, args=(batch,)), axis=None)) \
+            if input_log else (lambda batch: tf.constant(0, tf.int64))
 
         @tf.function
         def train_loop(iterator, loop_steps):
-            for _ in tf.range(loop_steps):
-                self.strategy.run(step_fn, args=(next(iterator),))
+            fingerprints = tf.TensorArray(tf.int64, size=loop_steps)
+            for i in tf.range(loop_steps):
+                batch = next(iterator)
+                self.strategy.run(step_fn, args=(batch,))
+                fingerprints = fingerprints.write(i, fingerprint(batch))
+            return fingerprints.stack()
 
         previous_handler = self._catch_sigterm()
         try:
@@ -143,10 +153,14 @@ class Trainer:
                 loop_start = time.time()
                 for metric in self.model.metrics:
                     metric.reset_state()
+                first_step = self.step
                 try:
-                    train_loop(iterator, tf.constant(loop_steps))
+                    fingerprints = train_loop(iterator, tf.constant(loop_steps))
                 except tf.errors.DataLossError as e:
                     self._stop_at_bad_record(e, manager, data_files)
+                if input_log and self.chief:
+                    with open(input_log, "a") as f:
+                        f.writelines(f"{first_step + i}\t{v}\n" for i, v in enumerate(fingerprints.numpy()))
                 seconds = time.time() - loop_start
                 logs = {m.name: float(m.result()) for m in self.model.metrics}
                 logs["learning_rate"] = float(self.model.optimizer.learning_rate)
@@ -246,3 +260,10 @@ class Trainer:
                 for name, value in results.items():
                     tf.summary.scalar(name, value)
         return results
+
+
+def _fingerprint(batch):
+    """A checksum of one replica's `input_ids`; summed over replicas it is the global batch's, however split."""
+    ids = tf.cast(batch["input_ids"], tf.int64)
+    rows = tf.reduce_sum(ids * tf.range(1, tf.shape(ids, out_type=tf.int64)[1] + 1), axis=1) % 1_000_003
+    return tf.reduce_sum(rows * rows)

@@ -267,8 +267,8 @@ def test_two_fine_tuning_steps_equal_on_one_device_two_replicas_and_xla(mirrored
                 config, total_steps=10, warmup_steps=0, lr_multipliers=finetuning.layerwise_multipliers(model)))
             model.optimizer.build(model.trainable_variables)
         trainer = training.Trainer(model, strategy, str(tmp_path / str(i)), jit_compile=jit, guard=model.guard)
-        trainer.train(lambda context: finetuning.train_dataset(
-            features, context.get_per_replica_batch_size(8), seed=0, input_context=context),
+        trainer.train(lambda context, start_step: finetuning.train_dataset(
+            features, 8, seed=0, input_context=context, start_step=start_step),
             num_steps=2, steps_per_loop=2, checkpoint_every=2, tokens_per_step=8 * 32)
         heads.append(model.head.kernel.numpy())
     assert not np.allclose(heads[0], _classifier(config).head.kernel.numpy())  # It trained.

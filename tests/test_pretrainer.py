@@ -17,9 +17,9 @@ def _train(config, data_dir, model_dir, steps, strategy=None):
     trainer = training.Trainer(model, strategy, str(model_dir))
     files = pretraining_data.tfrecord_files(data_dir, "pretrain_data")
 
-    def dataset_fn(context):
-        return pretraining_data.make_dataset(files, context.get_per_replica_batch_size(config.train_batch_size),
-                                             config.max_seq_length, True, seed=config.seed, input_context=context)
+    def dataset_fn(context, start_step):
+        return pretraining_data.make_dataset(files, config.train_batch_size, config.max_seq_length, True,
+                                             seed=config.seed, input_context=context, start_step=start_step)
 
     logs = trainer.train(dataset_fn, steps, config.steps_per_loop, config.save_checkpoints_steps,
                          config.train_batch_size * config.max_seq_length)

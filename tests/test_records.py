@@ -115,7 +115,8 @@ def test_a_bad_record_met_in_training_is_named_after_a_checkpoint(tmp_path):
     model.compile(optimizer="sgd")
     model.optimizer.build([])
     trainer = training.Trainer(model, strategy, str(tmp_path / "run"))
-    dataset_fn = lambda context: pretraining_data.make_dataset(files, 4, LENGTH, is_training=False)  # noqa: E731
+    dataset_fn = lambda context, start_step: pretraining_data.make_dataset(  # noqa: E731
+        files, 4, LENGTH, is_training=False)
     with pytest.raises(records.CorruptRecordsError,
                        match=r"step 15: training met a bad record: .*pretrain_data.tfrecord-1-of-2: truncated or "
                              r"corrupt after 20 good records .*Saved step 15 to .*ckpt-15;"):

@@ -86,8 +86,8 @@ def test_a_nonfinite_step_is_skipped_and_counted_or_stops_the_run(demo_data_dir,
     untouched = model.discriminator_head.dense.kernel.numpy().copy()
     files = pretraining_data.tfrecord_files(demo_data_dir, "pretrain_data")
 
-    def dataset_fn(context):
-        return pretraining_data.make_dataset(files, 8, 64, True)
+    def dataset_fn(context, start_step):
+        return pretraining_data.make_dataset(files, 8, 64, True, start_step=start_step)
 
     strategy = tf.distribute.get_strategy()
     skipping = training.Trainer(model, strategy, str(tmp_path), guard=model.guard, skip_nonfinite=True)
