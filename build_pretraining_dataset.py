@@ -15,8 +15,8 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from electra_tf import pretraining_data
-from electra_tf import tokenization
+# Not TensorFlow: with --num_processes=N the workers load it, at the same time (electra_tf/data_builder.py).
+from electra_tf import data_builder
 
 flags.DEFINE_string("corpus_dir", None, "Directory of raw text files (searched recursively).")
 flags.DEFINE_string("vocab_file", None, "WordPiece vocabulary file (written when --learn_vocab_size is set).")
@@ -35,14 +35,16 @@ FLAGS = flags.FLAGS
 def main(argv):
     del argv
     if FLAGS.learn_vocab_size > 0:
-        files = pretraining_data.list_corpus_files(FLAGS.corpus_dir)
+        from electra_tf import tokenization  # Loads TensorFlow, in this process.
+
+        files = data_builder.list_corpus_files(FLAGS.corpus_dir)
         size = tokenization.learn_vocab(files, FLAGS.learn_vocab_size, FLAGS.vocab_file, FLAGS.do_lower_case)
         logging.info("wrote a vocabulary of %d tokens to %s", size, FLAGS.vocab_file)
-    stats = pretraining_data.build_pretraining_dataset(
+    stats = data_builder.build_pretraining_dataset(
         FLAGS.corpus_dir, FLAGS.vocab_file, FLAGS.output_dir, FLAGS.max_seq_length,
         num_processes=FLAGS.num_processes, num_out_files=FLAGS.num_out_files,
         blanks_separate_docs=FLAGS.blanks_separate_docs, do_lower_case=FLAGS.do_lower_case, seed=FLAGS.seed)
-    pretraining_data.log_build_stats(stats, os.path.abspath(FLAGS.output_dir))
+    data_builder.log_build_stats(stats, os.path.abspath(FLAGS.output_dir))
     print(f"{stats.examples} examples ({stats.tokens} tokens) from {stats.files} files in {FLAGS.output_dir}; "
           f"{stats.invalid_utf8_lines} lines with invalid UTF-8 replaced, "
           f"{stats.empty_after_tokenization} empty lines skipped")

@@ -37,6 +37,7 @@ import tensorflow as tf
 from common import FLAGS, hf_config, setup
 from pretrain_throughput import time_electra_tf, time_hugging_face  # Also defines --steps and --threads.
 from electra_tf import cli
+from electra_tf import data_builder
 from electra_tf import export
 from electra_tf import finetuning
 from electra_tf import optimization
@@ -113,7 +114,7 @@ def data_builder(config, jit):
     with tempfile.TemporaryDirectory() as out:
         corpus, _ = pretraining_data.write_demo_corpus(os.path.join(out, "corpus"))
         start = time.time()
-        stats = pretraining_data.build_pretraining_dataset(
+        stats = data_builder.build_pretraining_dataset(
             corpus, pretraining_data.demo_vocab_file(), out, config.max_seq_length, num_out_files=8)
         return time.time() - start, stats.tokens
 

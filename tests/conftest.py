@@ -40,6 +40,40 @@ def run_script(script, *args, timeout=600):
                           text=True, timeout=timeout, cwd=REPO, env=env)
 
 
+_CASES_DRIVER = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+script, cases = sys.argv[2], json.loads(sys.argv[3])
+module = __import__(script[:-3])
+from absl import flags
+errors = []
+for args in cases:
+    flags.FLAGS.unparse_flags()
+    try:
+        flags.FLAGS([script, *args])
+        module.main([script])
+        errors.append("")
+    except BaseException as e:
+        errors.append(f"{type(e).__name__}: {e}")
+print(json.dumps(errors))
+"""
+
+
+def script_errors(script, cases, timeout=600):
+    """Each case's error from a top-level script ('' if none), all cases in ONE fresh Python.
+
+    Every case is parsed by absl and run through the script's `main`, as
+    `app.run` would; sharing one process pays TensorFlow's start-up once.
+    """
+    import json
+
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+    done = subprocess.run([sys.executable, "-c", _CASES_DRIVER, REPO, script, json.dumps(cases)],
+                          capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def make_pretrainer(config, strategy=None):
     """A built and compiled `ElectraPretrainer` with seeded initial weights."""
     import keras

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from electra_tf import data_builder
 from electra_tf import pretraining_data
-from electra_tf.pretraining_data import ExampleBuilder
+from electra_tf.data_builder import ExampleBuilder
 
 CLS, SEP = 101, 102
 
@@ -71,8 +72,8 @@ def test_build_writes_sharded_records_and_reader_streams_batches(tmp_path, vocab
                                   * 50, encoding="utf-8")
     (corpus / "b.txt").write_bytes(b"Bad bytes \xff\xfe in this line.\nGood line.\n\x07\n\n" * 20)
     out = tmp_path / "out"
-    stats = pretraining_data.build_pretraining_dataset(str(corpus), vocab_file, str(out), max_seq_length=32,
-                                                       num_out_files=3, num_processes=2)
+    stats = data_builder.build_pretraining_dataset(str(corpus), vocab_file, str(out), max_seq_length=32,
+                                                   num_out_files=3, num_processes=2)
     files = pretraining_data.tfrecord_files(str(out), "pretrain_data")
     assert [os.path.basename(f) for f in files] == [f"pretrain_data.tfrecord-{i}-of-3" for i in range(3)]
     assert stats.files == 2 and stats.invalid_utf8_lines == 20 and stats.empty_after_tokenization == 20
@@ -84,6 +85,54 @@ def test_build_writes_sharded_records_and_reader_streams_batches(tmp_path, vocab
     assert (batch["input_ids"][:, 0].numpy() == 101).all()
 
 
+def test_the_corpus_is_cut_into_equal_runs_at_document_ends(tmp_path):
+    rng = random.Random(0)
+    big = "".join("".join(f"Sentence {d}.{i} " + "word " * rng.randrange(30) + "\n" for i in range(rng.randrange(1, 6)))
+                  + "\n" for d in range(300))
+    (tmp_path / "a_big.txt").write_text(big)
+    (tmp_path / "b_small.txt").write_text("One line.\n\nAnother document.\n")
+    files = data_builder.list_corpus_files(str(tmp_path))
+    runs = data_builder.split_corpus(files, 3, stripes=1)
+    total = sum(os.path.getsize(f) for f in files)
+    # In order, every byte once; each run within one document of a third; each cut just after a blank line.
+    pieces = [piece for run in runs for piece in run]
+    assert [(p, s) for p, s, _ in pieces] == [(files[0], 0), (files[0], pieces[0][2]), (files[0], pieces[1][2]),
+                                              (files[1], 0)]
+    assert pieces[2][2] == os.path.getsize(files[0]) and pieces[3][2] == os.path.getsize(files[1])
+    for run in runs:
+        assert abs(sum(end - start for _, start, end in run) - total / 3) < 300
+    for _, start, _ in pieces[1:3]:
+        assert big.encode()[start - 2:start] == b"\n\n"
+    # Striped: each of 2 workers gets 8 runs from all over the corpus, half of it in all.
+    striped = data_builder.split_corpus(files, 2, stripes=8)
+    assert sorted(piece for part in striped for piece in part) == sorted(
+        piece for run in data_builder.split_corpus(files, 16, stripes=1) for piece in run)
+    for part in striped:
+        assert abs(sum(end - start for _, start, end in part) - total / 2) < 8 * 300
+        starts = [start for path, start, _ in part if path == files[0]]
+        assert min(starts) < total / 8 and max(starts) > total * 3 / 4
+    # One document per file: cuts fall on file ends.
+    assert data_builder.split_corpus(files, 2, blanks_separate_docs=False, stripes=1) == [
+        [(files[0], 0, len(big))], [(files[1], 0, 29)]]
+
+
+def test_two_processes_build_the_examples_of_one_in_even_shards(tmp_path, vocab_file):
+    _, corpus = pretraining_data.write_demo_corpus(str(tmp_path / "corpus"))  # The held-out Wikipedia leads,
+    with open(os.path.join(corpus, "z_small.txt"), "w") as f:  # and a small file: files are not the unit of work.
+        f.write("A short document of one sentence.\n")
+    built = {}
+    for processes in (1, 2):
+        out = str(tmp_path / f"out{processes}")
+        stats = data_builder.build_pretraining_dataset(corpus, vocab_file, out, max_seq_length=64,
+                                                       num_out_files=4, num_processes=processes)
+        counts = [sum(1 for _ in tf.data.TFRecordDataset(f)) for f in pretraining_data.tfrecord_files(out, "pretrain_data")]
+        assert sum(counts) == stats.examples and max(counts) <= 1.1 * min(counts), counts
+        built[processes] = stats
+    assert abs(built[2].examples - built[1].examples) <= 0.01 * built[1].examples
+    assert abs(built[2].tokens - built[1].tokens) <= 0.01 * built[1].tokens
+    assert (built[2].lines, built[2].documents, built[2].files) == (built[1].lines, built[1].documents, 2)
+
+
 def test_length_mismatch_names_file_and_lengths(demo_data_dir):
     files = pretraining_data.tfrecord_files(demo_data_dir, "pretrain_data")
     with pytest.raises(ValueError, match=r"pretrain_data.tfrecord-0-of-4: examples have length 64 but max_seq_length is 128"):
@@ -93,10 +142,10 @@ def test_length_mismatch_names_file_and_lengths(demo_data_dir):
 
 def test_bad_corpus_dirs(tmp_path, vocab_file):
     with pytest.raises(ValueError, match="corpus_dir not found"):
-        pretraining_data.build_pretraining_dataset(str(tmp_path / "missing"), vocab_file, str(tmp_path / "o"))
+        data_builder.build_pretraining_dataset(str(tmp_path / "missing"), vocab_file, str(tmp_path / "o"))
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="holds no files"):
-        pretraining_data.build_pretraining_dataset(str(tmp_path / "empty"), vocab_file, str(tmp_path / "o"))
+        data_builder.build_pretraining_dataset(str(tmp_path / "empty"), vocab_file, str(tmp_path / "o"))
 
 
 def test_demo_data_is_real_text_with_a_held_out_slice(demo_data_dir):

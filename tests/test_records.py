@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import REPO
+from electra_tf import data_builder
 from electra_tf import pretraining_data
 from electra_tf import records
 from electra_tf import training
@@ -24,7 +25,7 @@ def _shard(path, count, length=LENGTH):
     example = {"input_ids": [101] + [7] * (length - 2) + [102], "input_mask": [1] * length, "segment_ids": [0] * length}
     with records.atomic_writer(str(path)) as writer:
         for _ in range(count):
-            writer.write(pretraining_data.serialize_example(example))
+            writer.write(data_builder.serialize_example(example))
     return str(path)
 
 
