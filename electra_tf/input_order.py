@@ -75,6 +75,11 @@ def record_stream(files, seed, start=0, counts=None, cycle_length=4, buffer_size
       counts: {path: record count}; read from the files when needed and not given.
       cycle_length: files read at once.
       buffer_size: records permuted together.
+
+    Example:
+    ```python
+    records = record_stream(shards, seed=0, start=step * 256, counts=counts)
+    ```
     """
     files = list(files)
     cycle_length = min(cycle_length, len(files))
