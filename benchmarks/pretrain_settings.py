@@ -15,6 +15,7 @@ import time
 
 from absl import app
 from absl import flags
+import electra_tf  # noqa: F401  (before TensorFlow: it switches oneDNN on, which is read at TF's load)
 import tensorflow as tf
 
 from common import FLAGS, setup

@@ -32,6 +32,7 @@ import time
 from absl import app
 from absl import flags
 import numpy as np
+import electra_tf  # noqa: F401  (before TensorFlow: it switches oneDNN on, which is read at TF's load)
 import tensorflow as tf
 
 from common import FLAGS, hf_config, setup

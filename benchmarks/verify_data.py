@@ -31,6 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
+import electra_tf  # noqa: E402,F401  (before TensorFlow: it switches oneDNN on)
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
