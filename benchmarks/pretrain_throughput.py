@@ -86,7 +86,6 @@ def time_hugging_face(config, batches, steps, threads, masked_only=False):
         candidates = (mask.bool() & (ids > 103)).numpy()  # Never [PAD], [CLS], [SEP], [MASK].
         picked = candidates & (rng.random(candidates.shape) < config.mask_prob)
         masked = torch.tensor(picked)
-        labels = torch.where(masked, ids, torch.full_like(ids, -100))
         inputs = torch.where(masked & (torch.rand(ids.shape) < 0.85), torch.full_like(ids, 103), ids)
         if masked_only:
             hidden = generator.electra(input_ids=inputs, attention_mask=mask, token_type_ids=segments)[0]
@@ -97,6 +96,7 @@ def time_hugging_face(config, batches, steps, threads, masked_only=False):
                 draws = torch.rand(cdf.shape[0], 1) * cdf[:, -1:]
                 sampled = torch.searchsorted(cdf, draws).squeeze(1).clamp_(max=cdf.shape[1] - 1)
         else:
+            labels = torch.where(masked, ids, torch.full_like(ids, -100))
             mlm = generator(input_ids=inputs, attention_mask=mask, token_type_ids=segments, labels=labels)
             mlm_loss, logits = mlm.loss, mlm.logits[masked]
             with torch.no_grad():

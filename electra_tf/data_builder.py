@@ -192,7 +192,6 @@ def _write_job(job):
     with contextlib.ExitStack() as stack:
         writers = [stack.enter_context(records.atomic_writer(p)) for p in shard_paths]
         for piece in pieces:
-            stats.files += piece[1] == 0
             pending_doc = False
             for ids in _tokenized_sentences(piece, tokenizer, settings["blanks_separate_docs"], stats):
                 if ids is None:
@@ -352,6 +351,7 @@ def build_pretraining_dataset(corpus_dir, vocab_file, output_dir, max_seq_length
     stats = BuildStats()
     for r in results:
         stats.add(r)
+    stats.files = len(files)  # Workers read byte ranges; a file may span two, or (empty) none.
     return stats
 
 

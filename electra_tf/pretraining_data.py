@@ -74,7 +74,7 @@ def make_dataset(files, batch_size, max_seq_length, is_training, seed=0, input_c
     """Streams pre-training batches from TFRecord shards.
 
     Training reads `input_order.record_stream`: files shuffled per epoch, 4
-    interleaved at a time, records shuffled in a buffer, repeated forever, in
+    interleaved at a time, blocks of records permuted, repeated forever, in
     an order fixed by `seed`; the batches of step k are the same on any number
     of replicas and workers, and `start_step` begins at step k's examples.
     Evaluation reads every record once, in order. Every batch is full (static

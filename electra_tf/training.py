@@ -126,17 +126,16 @@ class Trainer:
         iterator = iter(self.strategy.distribute_datasets_from_function(
             lambda context: dataset_fn(context, start_step)))
         step_fn = tf.function(self.model.train_step, jit_compile=self.jit_compile)
-        fingerprint = (lambda batch: self.strategy.reduce(
-            tf.distribute.ReduceOp.SUM, self.strategy.run(_fingerprint, args=(batch,)), axis=None)) \
-            if input_log else (lambda batch: tf.constant(0, tf.int64))
 
         @tf.function
         def train_loop(iterator, loop_steps):
-            fingerprints = tf.TensorArray(tf.int64, size=loop_steps)
+            fingerprints = tf.TensorArray(tf.int64, size=loop_steps if input_log else 0, element_shape=())
             for i in tf.range(loop_steps):
                 batch = next(iterator)
                 self.strategy.run(step_fn, args=(batch,))
-                fingerprints = fingerprints.write(i, fingerprint(batch))
+                if input_log:  # Python-static: without a log the loop does nothing more.
+                    fingerprints = fingerprints.write(i, self.strategy.reduce(
+                        tf.distribute.ReduceOp.SUM, self.strategy.run(_fingerprint, args=(batch,)), axis=None))
             return fingerprints.stack()
 
         previous_handler = self._catch_sigterm()
