@@ -124,7 +124,7 @@ def serialize_example(example):
 
 
 def read_lines(path, stats, start=0, end=None):
-    """Yields the stripped lines of a text file (of its bytes [start, end)); undecodable bytes become U+FFFD and are counted."""
+    """Yields the stripped lines of bytes [start, end) of a text file; undecodable bytes become U+FFFD, counted."""
     with open(path, "rb") as f:
         f.seek(start)
         while end is None or f.tell() < end:
@@ -253,7 +253,7 @@ def split_corpus(files, parts, blanks_separate_docs=True, stripes=16):
 
 
 def _cut(files, parts, blanks_separate_docs):
-    """The files as one text cut into `parts` runs of about equal bytes at document ends: lists of (path, start, end)."""
+    """The files as one text, cut at document ends into `parts` runs of about equal bytes, of (path, start, end)."""
     sizes = [os.path.getsize(p) for p in files]
     total = sum(sizes)
     cuts = []  # (file index, offset) where each run after the first begins.

@@ -125,7 +125,8 @@ def test_two_processes_build_the_examples_of_one_in_even_shards(tmp_path, vocab_
         out = str(tmp_path / f"out{processes}")
         stats = data_builder.build_pretraining_dataset(corpus, vocab_file, out, max_seq_length=64,
                                                        num_out_files=4, num_processes=processes)
-        counts = [sum(1 for _ in tf.data.TFRecordDataset(f)) for f in pretraining_data.tfrecord_files(out, "pretrain_data")]
+        counts = [sum(1 for _ in tf.data.TFRecordDataset(f))
+                  for f in pretraining_data.tfrecord_files(out, "pretrain_data")]
         assert sum(counts) == stats.examples and max(counts) <= 1.1 * min(counts), counts
         built[processes] = stats
     assert abs(built[2].examples - built[1].examples) <= 0.01 * built[1].examples
@@ -146,6 +147,19 @@ def test_bad_corpus_dirs(tmp_path, vocab_file):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="holds no files"):
         data_builder.build_pretraining_dataset(str(tmp_path / "empty"), vocab_file, str(tmp_path / "o"))
+
+
+def test_bad_vocab_files_are_named_before_or_by_the_workers(tmp_path):
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "a.txt").write_text("One sentence.\n\nAnother document.\n")
+    with pytest.raises(ValueError, match="vocab file not found"):  # In the parent, before any worker starts.
+        data_builder.build_pretraining_dataset(str(tmp_path / "corpus"), str(tmp_path / "nope.txt"),
+                                               str(tmp_path / "o"))
+    bad = tmp_path / "vocab.txt"
+    bad.write_text("[PAD]\n[UNK]\n\n[CLS]\n[SEP]\n[MASK]\n")
+    with pytest.raises(ValueError, match=r"vocab.txt:3: malformed vocab entry"):  # Raised in a worker, passed on.
+        data_builder.build_pretraining_dataset(str(tmp_path / "corpus"), str(bad), str(tmp_path / "o"),
+                                               num_processes=2, num_out_files=2)
 
 
 def test_demo_data_is_real_text_with_a_held_out_slice(demo_data_dir):
