@@ -27,7 +27,7 @@ sys.path.insert(0, REPO)
 from electra_tf import config as config_lib  # noqa: E402
 from electra_tf import flops  # noqa: E402
 from electra_tf import pretraining_data  # noqa: E402
-from electra_tf import tasks  # noqa: E402
+from electra_tf import task_data  # noqa: E402
 
 flags.DEFINE_string("work_dir", "runs/claim", "Where the corpus, the runs and the table go.")
 flags.DEFINE_string("model_size", "tiny", "Discriminator size of both pre-trainings.")
@@ -38,7 +38,7 @@ flags.DEFINE_list("pretraining_flags", [], "Extra run_pretraining.py flags for b
 flags.DEFINE_list("finetuning_flags", [], "Extra run_finetuning.py flags for every fine-tuning run.")
 FLAGS = flags.FLAGS
 
-TASKS = {"trec": (tasks.prepare_trec, 32), "sms_spam": (tasks.prepare_sms_spam, 64)}  # name -> (writer, seq)
+TASKS = {"trec": (task_data.prepare_trec, 32), "sms_spam": (task_data.prepare_sms_spam, 64)}  # name -> (writer, seq)
 
 
 def run(script, *args):

@@ -43,6 +43,7 @@ from electra_tf import export
 from electra_tf import finetuning
 from electra_tf import optimization
 from electra_tf import pretraining_data
+from electra_tf import task_data
 from electra_tf import tasks
 from electra_tf import tokenization
 
@@ -59,7 +60,7 @@ def peak_memory_mb():
 
 def sms_messages():
     """(label, text) rows of the SMS spam training split."""
-    data = tasks.prepare_sms_spam(os.path.join(tempfile.gettempdir(), "electra_tf_bench_sms"))
+    data = task_data.prepare_sms_spam(os.path.join(tempfile.gettempdir(), "electra_tf_bench_sms"))
     with open(data["train"], encoding="utf-8") as f:
         return [tuple(line.rstrip("\n").split("\t", 1)) for line in f]
 

@@ -86,12 +86,25 @@ class HealthProbes:
             return disc(batch["input_ids"], batch["segment_ids"], batch["input_mask"], training=False,
                         return_all_layers=True)
 
+        return self.score(lambda ids, batch: logits(tf.constant(ids), batch).numpy(),
+                          lambda batch: [s.numpy() for s in states(batch)])
+
+    def score(self, logits_fn, states_fn):
+        """{name: value} for any discriminator, given as two functions of numpy arrays.
+
+        So another implementation (a torch reference, say) is scored on exactly
+        the same corruptions and with the same arithmetic.
+
+        Args:
+          logits_fn: `(input_ids [B, T], batch) -> [B, T]` "replaced" logits.
+          states_fn: `batch -> [hidden states [B, T, H]]`: after the embeddings, then each layer.
+        """
         results = {}
         for kind in KINDS:
             scores, labels = [], []
             for batch, (fake, label) in zip(self.batches, self.corrupted[kind]):
                 real = batch["input_mask"] > 0
-                scores.append(logits(tf.constant(fake), batch).numpy()[real])
+                scores.append(np.asarray(logits_fn(fake, batch))[real])
                 labels.append(label[real])
             scores, labels = np.concatenate(scores).astype(np.float64), np.concatenate(labels)
             # Sigmoid cross-entropy from logits, stably.
@@ -102,7 +115,7 @@ class HealthProbes:
                 f"{kind}_accuracy": float(((scores > 0) == labels).mean()),
                 f"{kind}_base_rate_loss": float(-(rate * np.log(rate) + (1 - rate) * np.log(1 - rate))),
                 f"{kind}_base_rate_accuracy": float(1 - rate)})
-        results.update(self._collapse_signals([states(b) for b in self.batches]))
+        results.update(self._collapse_signals([states_fn(b) for b in self.batches]))
         return results
 
     def evaluate_and_log(self, pretrainer, model_dir, step):
@@ -116,13 +129,13 @@ class HealthProbes:
     def _collapse_signals(self, all_states):
         cls_vectors, within, norms = [], [], np.zeros(len(all_states[0]))
         for batch, layers in zip(self.batches, all_states):
-            last = _unit(layers[-1].numpy())
+            last = _unit(np.asarray(layers[-1]))
             cls_vectors.append(last[:, 0])
             for vectors, mask in zip(last, batch["input_mask"] > 0):
                 if mask.sum() > 1:
                     within.append(_mean_pairwise_cosine(vectors[mask]))
             real = batch["input_mask"] > 0
-            norms += [np.linalg.norm(layer.numpy(), axis=-1)[real].mean() for layer in layers]
+            norms += [np.linalg.norm(np.asarray(layer), axis=-1)[real].mean() for layer in layers]
         results = {"cls_cosine": _mean_pairwise_cosine(np.concatenate(cls_vectors)),
                    "token_cosine": float(np.mean(within))}
         results.update({f"hidden_norm_layer_{i}": float(v) for i, v in enumerate(norms / len(self.batches))})

@@ -8,7 +8,7 @@
 from absl import app
 from absl import flags
 
-from electra_tf import tasks
+from electra_tf import task_data
 
 flags.DEFINE_string("output_dir", "data/trec", "Where train.tsv and dev.tsv go.")
 flags.DEFINE_integer("dev_size", 500, "Questions held out for evaluation.")
@@ -18,7 +18,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv
-    written = tasks.prepare_trec(FLAGS.output_dir, FLAGS.dev_size, FLAGS.seed)
+    written = task_data.prepare_trec(FLAGS.output_dir, FLAGS.dev_size, FLAGS.seed)
     print(f"wrote {written['train']} and {written['dev']} ({len(written['labels'])} classes "
           f"{written['labels']}; {written['duplicates']} duplicate lines dropped)")
 

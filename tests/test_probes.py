@@ -48,6 +48,12 @@ def test_probes_are_fixed_and_measure_what_they_say(demo_data_dir):
     rate = 1 - detector["uniform_base_rate_accuracy"]
     assert detector["uniform_base_rate_loss"] == pytest.approx(-(rate * np.log(rate) + (1 - rate) * np.log(1 - rate)))
 
+    # Any implementation is scored on the same corruptions (benchmarks/reference_curves.py's torch reference).
+    oracle = probes.score(lambda ids, batch: np.where(ids != batch["input_ids"], 8.0, -8.0),
+                          lambda batch: [np.full(batch["input_ids"].shape + (4,), 0.5)])
+    assert oracle["unigram_auc"] == 1.0 and oracle["unigram_loss"] < 0.01 < oracle["unigram_base_rate_loss"]
+    assert oracle["token_cosine"] == pytest.approx(1.0) and oracle["hidden_norm_layer_0"] == pytest.approx(1.0)
+
     model = make_pretrainer(config)
     first, second = probes.evaluate(model), probes.evaluate(model)
     assert first == second
