@@ -50,6 +50,7 @@ class ElectraConfig:
     temperature: float
     gen_weight: float
     disc_weight: float
+    disc_output_bias: float
     disallow_correct: bool
     learning_rate: float
     lr_decay_power: float

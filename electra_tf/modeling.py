@@ -206,17 +206,22 @@ class DiscriminatorHead(keras.layers.Layer):
       hidden_size: width of the first dense layer.
       activation: its activation (exact GELU for ELECTRA).
       initializer_range: stddev of the truncated-normal initialiser.
+      output_bias: initial bias of the logit (the authors': 0). A prior's
+        log-odds, logit(replaced fraction), gives the prior from step 0, so
+        the encoder is not pushed to express it.
     """
 
-    def __init__(self, hidden_size, activation="gelu", initializer_range=0.02, **kwargs):
+    def __init__(self, hidden_size, activation="gelu", initializer_range=0.02, output_bias=0.0, **kwargs):
         super().__init__(**kwargs)
         self.hidden_size = hidden_size
         self.activation = activation
         self.initializer_range = initializer_range
+        self.output_bias = output_bias
         init = keras.initializers.TruncatedNormal(stddev=initializer_range)
         self.dense = keras.layers.Dense(hidden_size, activation=activation, kernel_initializer=init,
                                         dtype=self.dtype_policy, name="dense")
-        self.dense_1 = keras.layers.Dense(1, kernel_initializer=init, dtype=self.dtype_policy, name="dense_1")
+        self.dense_1 = keras.layers.Dense(1, kernel_initializer=init, dtype=self.dtype_policy, name="dense_1",
+                                          bias_initializer=keras.initializers.Constant(output_bias))
 
     def build(self, input_shape):
         self.dense.build(input_shape)
@@ -228,7 +233,7 @@ class DiscriminatorHead(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(hidden_size=self.hidden_size, activation=self.activation,
-                      initializer_range=self.initializer_range)
+                      initializer_range=self.initializer_range, output_bias=self.output_bias)
         return config
 
 

@@ -48,7 +48,7 @@ class ElectraPretrainer(modeling.FeaturesModel):
         if self.electra:
             self.generator = modeling.ElectraEncoder.generator(config, self.embeddings, name="generator")
             self.discriminator_head = modeling.DiscriminatorHead(
-                config.hidden_size, config.hidden_act, config.initializer_range,
+                config.hidden_size, config.hidden_act, config.initializer_range, config.disc_output_bias,
                 dtype="float32", name="discriminator_predictions")
         self.generator_head = modeling.masked_lm_head(config, self.embeddings, name="generator_predictions")
         self._metrics = _PretrainingMetrics(self.electra)

@@ -71,6 +71,16 @@ def test_uses_exact_gelu():
     assert layer.dense.activation(tf.constant(1.0)).numpy() == pytest.approx(0.841344746, abs=1e-6)
 
 
+def test_discriminator_output_bias_sets_the_prior_and_round_trips():
+    head = modeling.DiscriminatorHead(4, output_bias=-1.75)
+    logits = head(tf.random.normal([2, 3, 8], stddev=0.02))  # A fresh encoder's small outputs.
+    np.testing.assert_allclose(logits.numpy(), -1.75, atol=0.01)  # p(replaced) ~ 0.15 from the start.
+    clone = modeling.DiscriminatorHead.from_config(head.get_config())
+    clone.build([None, 8])
+    assert clone.output_bias == -1.75 and float(clone.dense_1.bias[0]) == -1.75
+    assert float(modeling.DiscriminatorHead(4)(tf.zeros([1, 8])).numpy()[0]) == 0.0  # The authors' zero bias.
+
+
 def test_schedule_is_warmup_factor_times_linear_decay():
     s = optimization.ElectraSchedule(1e-3, total_steps=1000, warmup_steps=100)
     assert float(s(0)) == 0.0

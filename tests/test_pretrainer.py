@@ -33,7 +33,8 @@ def _eval(trainer, data_dir, config):
 
 
 def test_losses_fall_on_real_text(demo_data_dir, tmp_path):
-    config = ElectraConfig.from_size("tiny", dict(OVERRIDES, num_train_steps=30))
+    # From the authors' zero output bias, so the discriminator must learn the prior too.
+    config = ElectraConfig.from_size("tiny", dict(OVERRIDES, num_train_steps=30, disc_output_bias=0.0))
     model, trainer, logs = _train(config, demo_data_dir, tmp_path / "a", 30)
     assert logs["steps"] == 30 and logs["tokens"] == 30 * 16 * 64
     before = _eval(training.Trainer(make_pretrainer(config), tf.distribute.get_strategy(),
@@ -43,6 +44,12 @@ def test_losses_fall_on_real_text(demo_data_dir, tmp_path):
     assert after["disc_loss"] < before["disc_loss"] - 0.1
     assert after["loss"] < before["loss"] * 0.8
     assert 0.1 < after["replaced_fraction"] < 0.16
+    # tiny's output bias, logit(0.15), starts the untrained discriminator at the base rate's loss.
+    prior = _eval(training.Trainer(make_pretrainer(config.replace(disc_output_bias=-1.75)),
+                                   tf.distribute.get_strategy(), str(tmp_path / "prior")), demo_data_dir, config)
+    rate = prior["replaced_fraction"]
+    base_rate_loss = -(rate * np.log(rate) + (1 - rate) * np.log(1 - rate))
+    assert abs(prior["disc_loss"] - base_rate_loss) < 0.02 < before["disc_loss"] - base_rate_loss - 0.2
     # Exact resume is tested end to end, bit for bit after SIGTERM and SIGKILL, in test_faults.py.
 
 
