@@ -19,6 +19,7 @@ cli.define_config_flags()
 cli.define_run_flags()
 flags.DEFINE_string("data_dir", "/tmp/electra_tf_bench_data", "Where the demo TFRecords are built.")
 FLAGS = flags.FLAGS
+SPECIAL_IDS = {"cls": 101, "sep": 102, "mask": 103}  # BERT uncased, the demo's vocab.
 
 
 def setup():
@@ -29,12 +30,17 @@ def setup():
     pretraining_data.prepare_demo_data(data_dir, config.max_seq_length, config.do_lower_case)
     files = pretraining_data.tfrecord_files(data_dir, pretraining_data.TRAIN_PREFIX)
     batches = iter(pretraining_data.make_dataset(files, config.train_batch_size, config.max_seq_length, True))
+    return config, cli.jit_compile(FLAGS), build_pretrainer(config), batches
+
+
+def build_pretrainer(config):
+    """An `ElectraPretrainer` of `config`, seeded by `config.seed`, compiled with its optimizer built."""
     keras.utils.set_random_seed(config.seed)
-    model = ElectraPretrainer(config, {"cls": 101, "sep": 102, "mask": 103})
+    model = ElectraPretrainer(config, SPECIAL_IDS)
     model.build_variables()
     model.compile(optimizer=optimization.create_optimizer(config))
     model.optimizer.build(model.trainable_variables)
-    return config, cli.jit_compile(FLAGS), model, batches
+    return model
 
 
 def hf_config(config, generator=False, **extra):
@@ -50,3 +56,14 @@ def hf_config(config, generator=False, **extra):
         max_position_embeddings=config.max_position_embeddings, type_vocab_size=config.type_vocab_size,
         hidden_act=config.hidden_act, hidden_dropout_prob=config.dropout_prob,
         attention_probs_dropout_prob=config.dropout_prob, layer_norm_eps=config.layer_norm_eps, **extra)
+
+
+def hf_pair(config):
+    """Hugging Face's (ElectraForMaskedLM, ElectraForPreTraining) of `config`, sharing ELECTRA's embedding block."""
+    import transformers
+
+    generator = transformers.ElectraForMaskedLM(hf_config(config, generator=True))
+    discriminator = transformers.ElectraForPreTraining(hf_config(config))
+    generator.electra.embeddings = discriminator.electra.embeddings
+    generator.generator_lm_head.weight = discriminator.electra.embeddings.word_embeddings.weight
+    return generator, discriminator

@@ -30,7 +30,7 @@ import numpy as np
 import electra_tf  # noqa: F401  (before TensorFlow: it switches oneDNN on, which is read at TF's load)
 import tensorflow as tf
 
-from common import FLAGS, hf_config, setup
+from common import FLAGS, hf_pair, setup
 from electra_tf import flops
 
 flags.DEFINE_integer("steps", 10, "Timed steps for each implementation (after two warm-up steps).")
@@ -66,13 +66,9 @@ def time_electra_tf(model, batches, jit, steps):
 
 def time_hugging_face(config, batches, steps, threads, masked_only=False):
     import torch
-    import transformers
 
     torch.set_num_threads(threads)
-    generator = transformers.ElectraForMaskedLM(hf_config(config, generator=True))
-    discriminator = transformers.ElectraForPreTraining(hf_config(config))
-    generator.electra.embeddings = discriminator.electra.embeddings  # ELECTRA's tied embedding block.
-    generator.generator_lm_head.weight = discriminator.electra.embeddings.word_embeddings.weight
+    generator, discriminator = hf_pair(config)
     parameters = list({id(p): p for m in (generator, discriminator) for p in m.parameters()}.values())
     optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, eps=1e-6,
                                   weight_decay=config.weight_decay_rate)

@@ -39,24 +39,20 @@ from absl import app
 from absl import flags
 import numpy as np
 import electra_tf  # noqa: F401  (before TensorFlow: it switches oneDNN on, which is read at TF's load)
-import keras
 import tensorflow as tf
 
-from common import FLAGS, hf_config
+from common import FLAGS, SPECIAL_IDS, build_pretrainer, hf_pair
 from electra_tf import checkpoint_interop
 from electra_tf import cli
 from electra_tf import metrics
-from electra_tf import optimization
 from electra_tf import pretraining_data
 from electra_tf import probes as probes_lib
 from electra_tf import training
-from electra_tf.pretrainer import ElectraPretrainer
 
 flags.DEFINE_string("work_dir", "/tmp/reference_curves", "Runs, saved reference weights and the tables.")
 flags.DEFINE_integer("seeds", 3, "Seeds per implementation (config.seed, config.seed + 1, ...).")
 flags.DEFINE_list("implementations", ["electra_tf", "torch"], "Which to run.")
 
-SPECIAL = {"cls": 101, "sep": 102, "mask": 103}
 FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
 HELDOUT = ("disc_auc", "disc_loss", "gen_accuracy", "mlm_loss")
 PROBES = ("unigram_auc", "unigram_loss", "uniform_auc", "uniform_loss", "token_cosine", "cls_cosine")
@@ -81,11 +77,7 @@ def run_electra_tf(config, train_files, probes, points, model_dir, vocab_file):
     """
     shutil.rmtree(model_dir, ignore_errors=True)
     checkpoint_interop.write_model_files(model_dir, config, vocab_file)
-    keras.utils.set_random_seed(config.seed)
-    pretrainer = ElectraPretrainer(config, SPECIAL)
-    pretrainer.build_variables()
-    pretrainer.compile(optimizer=optimization.create_optimizer(config))
-    pretrainer.optimizer.build(pretrainer.trainable_variables)
+    pretrainer = build_pretrainer(config)
     trainer = training.Trainer(pretrainer, tf.distribute.get_strategy(), model_dir, guard=pretrainer.guard,
                                weights=checkpoint_interop.variable_names(pretrainer))
 
@@ -117,19 +109,16 @@ class TorchElectra:
 
     def __init__(self, config, seed):
         import torch
-        import transformers
 
         self.torch, self.c = torch, config
         torch.manual_seed(seed)
         self.random = torch.Generator().manual_seed(seed)
-        self.gen = transformers.ElectraForMaskedLM(hf_config(config, generator=True))
-        self.disc = transformers.ElectraForPreTraining(hf_config(config))
-        self.gen.electra.embeddings = self.disc.electra.embeddings  # ELECTRA shares the whole embedding block.
-        self.gen.generator_lm_head.weight = self.disc.electra.embeddings.word_embeddings.weight
-        self.params = {}
+        self.gen, self.disc = hf_pair(config)
+        self.params, seen = {}, set()  # Shared tensors once, under the discriminator's names.
         for prefix, model in (("disc.", self.disc), ("gen.", self.gen)):
             for name, p in model.named_parameters():
-                if all(p is not q for q in self.params.values()):
+                if id(p) not in seen:
+                    seen.add(id(p))
                     self.params[prefix + name] = p
         self.m = {n: torch.zeros_like(p) for n, p in self.params.items()}
         self.v = {n: torch.zeros_like(p) for n, p in self.params.items()}
@@ -137,14 +126,14 @@ class TorchElectra:
 
     def _mask(self, ids, input_mask, random):
         torch, c = self.torch, self.c
-        candidates = (input_mask > 0) & ~torch.isin(ids, torch.tensor([0, *SPECIAL.values()]))
+        candidates = (input_mask > 0) & ~torch.isin(ids, torch.tensor([0, *SPECIAL_IDS.values()]))
         wanted = torch.round(input_mask.sum(1).float() * c.mask_prob).long().clamp(1, c.max_predictions_per_seq)
         count = torch.minimum(wanted, candidates.sum(1))
         scores = torch.where(candidates, torch.rand(ids.shape, generator=random), torch.full(ids.shape, -1.0))
         rank = scores.argsort(1, descending=True).argsort(1)
         chosen = candidates & (rank < count[:, None])
         keep = torch.rand(ids.shape, generator=random) >= 0.85
-        return chosen, torch.where(chosen & ~keep, torch.full_like(ids, SPECIAL["mask"]), ids)
+        return chosen, torch.where(chosen & ~keep, torch.full_like(ids, SPECIAL_IDS["mask"]), ids)
 
     def _forward(self, batch, random):
         torch, c = self.torch, self.c
@@ -270,7 +259,7 @@ def main(argv):
     vocab_file = pretraining_data.prepare_demo_data(data_dir, base.max_seq_length, base.do_lower_case)
     train_files = pretraining_data.tfrecord_files(data_dir, pretraining_data.TRAIN_PREFIX)
     eval_files = pretraining_data.tfrecord_files(data_dir, pretraining_data.EVAL_PREFIX)
-    probes = probes_lib.HealthProbes.from_files(eval_files, base, SPECIAL, seed=0)
+    probes = probes_lib.HealthProbes.from_files(eval_files, base, SPECIAL_IDS, seed=0)
     points = sorted({round(base.num_train_steps * f) for f in FRACTIONS})
     results = {}
     for name in FLAGS.implementations:

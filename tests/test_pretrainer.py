@@ -45,7 +45,9 @@ def test_losses_fall_on_real_text(demo_data_dir, tmp_path):
     assert after["loss"] < before["loss"] * 0.8
     assert 0.1 < after["replaced_fraction"] < 0.16
     # tiny's output bias, logit(0.15), starts the untrained discriminator at the base rate's loss.
-    prior = _eval(training.Trainer(make_pretrainer(config.replace(disc_output_bias=-1.75)),
+    tiny_bias = ElectraConfig.from_size("tiny").disc_output_bias
+    assert tiny_bias == pytest.approx(np.log(0.15 / 0.85), abs=0.02)
+    prior = _eval(training.Trainer(make_pretrainer(config.replace(disc_output_bias=tiny_bias)),
                                    tf.distribute.get_strategy(), str(tmp_path / "prior")), demo_data_dir, config)
     rate = prior["replaced_fraction"]
     base_rate_loss = -(rate * np.log(rate) + (1 - rate) * np.log(1 - rate))
