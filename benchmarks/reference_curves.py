@@ -16,7 +16,8 @@ as the networks (sharing the embedding block), and writes the rest here in torch
 from the paper and the authors' code: dynamic masking (`round(n * mask_prob)`
 positions, 85% [MASK], the rest kept), the generator head at the masked
 positions only, exact sampling from softmax(logits / temperature), loss
-gen_weight * MLM + disc_weight * BCE over real tokens, warmup multiplied onto
+gen_weight * MLM + disc_weight * BCE over real tokens, the discriminator's initial
+output bias (`disc_output_bias`), warmup multiplied onto
 linear decay, global-norm clipping, and Adam with decoupled weight decay (not on
 LayerNorm or biases), with bias correction or without (the authors' rule) as the
 config says.
@@ -114,6 +115,8 @@ class TorchElectra:
         torch.manual_seed(seed)
         self.random = torch.Generator().manual_seed(seed)
         self.gen, self.disc = hf_pair(config)
+        with torch.no_grad():  # The config's initial output bias, as electra_tf's head (`disc_output_bias`).
+            self.disc.discriminator_predictions.dense_prediction.bias.fill_(config.disc_output_bias)
         self.params, seen = {}, set()  # Shared tensors once, under the discriminator's names.
         for prefix, model in (("disc.", self.disc), ("gen.", self.gen)):
             for name, p in model.named_parameters():
