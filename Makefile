@@ -1,5 +1,5 @@
 # The two commands of the README. Both set up .venv first (idempotent).
-.PHONY: setup demo test
+.PHONY: setup demo test model-garden-venv
 
 setup:
 	bash scripts/setup.sh
@@ -9,3 +9,7 @@ demo: setup
 
 test: setup
 	.venv/bin/python -m pytest -q tests $(ARGS)
+
+# Not needed by the two commands: TF Model Garden's environment, for the benchmarks' peer column.
+model-garden-venv:
+	bash scripts/model_garden_venv.sh

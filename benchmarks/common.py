@@ -1,9 +1,13 @@
 """What the benchmark scripts share: flags, the demo batches and a built, compiled pre-trainer."""
 
+import json
 import os
+import subprocess
 import sys
+import tempfile
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
 
 from absl import flags  # noqa: E402
 
@@ -18,6 +22,9 @@ from electra_tf.pretrainer import ElectraPretrainer  # noqa: E402
 cli.define_config_flags()
 cli.define_run_flags()
 flags.DEFINE_string("data_dir", "/tmp/electra_tf_bench_data", "Where the demo TFRecords are built.")
+flags.DEFINE_string("model_garden_python", os.path.join(ROOT, ".venv", "mg", "bin", "python"),
+                    "Python of TF Model Garden's environment (`make model-garden-venv`); its peer is skipped "
+                    "when this does not exist.")
 FLAGS = flags.FLAGS
 SPECIAL_IDS = {"cls": 101, "sep": 102, "mask": 103}  # BERT uncased, the demo's vocab.
 
@@ -41,6 +48,28 @@ def build_pretrainer(config):
     model.compile(optimizer=optimization.create_optimizer(config))
     model.optimizer.build(model.trainable_variables)
     return model
+
+
+def model_garden(mode, config, data_dir, **flag_values):
+    """The JSON result of `model_garden_peer.py --mode=<mode>` run in Model Garden's environment, or None.
+
+    None (and a line saying how to install it) when that environment is missing.
+    """
+    if not os.path.exists(FLAGS.model_garden_python):
+        print(f"Model Garden peer skipped: {FLAGS.model_garden_python} does not exist (make model-garden-venv)")
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        config_json = os.path.join(tmp, "config.json")
+        config.to_json_file(config_json)
+        command = [FLAGS.model_garden_python, os.path.join(ROOT, "benchmarks", "model_garden_peer.py"),
+                   f"--mode={mode}", f"--config_json={config_json}", f"--data_dir={data_dir}"]
+        command += [f"--{k}={','.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
+                    for k, v in flag_values.items()]
+        env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
+        done = subprocess.run(command, env=env, stdout=subprocess.PIPE, text=True)
+    if done.returncode:
+        raise RuntimeError(f"Model Garden peer failed (exit {done.returncode}): {' '.join(command)}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def hf_config(config, generator=False, **extra):

@@ -7,7 +7,9 @@ peers are `ElectraForMaskedLM` + `ElectraForPreTraining`: (1) as shipped
 (the LM head projects every position onto the vocabulary, Gumbel-max over
 it), and (2) as a competent pre-training script would use them: the LM head
 applied at the masked positions only (as ours) and an inverse-CDF sampler
-(cumulative sum + searchsorted). MFU is the model FLOPs of `electra_tf.flops`
+(cumulative sum + searchsorted); and (3) TF Model Garden's ElectraPretrainer
+(`benchmarks/model_garden_peer.py`, in its own TF 2.20 + tf-keras environment,
+run as a subprocess; skipped when `make model-garden-venv` has not built it). MFU is the model FLOPs of `electra_tf.flops`
 per second over this machine's measured float32 matmul peak (TensorFlow,
 2048 x 2048).
 
@@ -16,8 +18,9 @@ per second over this machine's measured float32 matmul peak (TensorFlow,
 
 The last line printed is one JSON object with `electra_tf_tokens_per_second`,
 `hf_tokens_per_second` (as shipped), `torch_masked_only_tokens_per_second`,
-`ratio` (electra_tf's speed over Hugging Face as shipped), `ratio_vs_strongest`
-(over the faster peer) and `mfu`.
+`model_garden_tokens_per_second` (null when skipped), `ratio` (electra_tf's
+speed over Hugging Face as shipped), `ratio_vs_strongest` (over the fastest
+peer), `strongest_peer` and `mfu`.
 """
 
 import json
@@ -30,7 +33,7 @@ import numpy as np
 import electra_tf  # noqa: F401  (before TensorFlow: it switches oneDNN on, which is read at TF's load)
 import tensorflow as tf
 
-from common import FLAGS, hf_pair, setup
+from common import FLAGS, hf_pair, model_garden, setup
 from electra_tf import flops
 
 flags.DEFINE_integer("steps", 10, "Timed steps for each implementation (after two warm-up steps).")
@@ -125,7 +128,12 @@ def main(argv):
     ours = time_electra_tf(model, batches, jit, FLAGS.steps)
     theirs = time_hugging_face(config, batches, FLAGS.steps, threads)
     competent = time_hugging_face(config, batches, FLAGS.steps, threads, masked_only=True)
+    garden = model_garden("throughput", config, f"{FLAGS.data_dir}_{config.max_seq_length}", steps=FLAGS.steps)
     tokens = config.train_batch_size * config.max_seq_length
+    peers = {"hf": theirs, "torch_masked_only": competent}
+    if garden:
+        peers["model_garden"] = garden["model_garden_ms_per_step"] / 1000
+    strongest = min(peers, key=peers.get)
     result = {
         "model_size": FLAGS.model_size, "batch": config.train_batch_size, "seq": config.max_seq_length,
         "jit_compile": jit, "torch_threads": threads,
@@ -135,8 +143,12 @@ def main(argv):
         "hf_sequences_per_second": round(config.train_batch_size / theirs, 2),
         "torch_masked_only_ms_per_step": round(competent * 1000, 1),
         "torch_masked_only_tokens_per_second": round(tokens / competent),
+        "model_garden_ms_per_step": garden and garden["model_garden_ms_per_step"],
+        "model_garden_tokens_per_second": garden and garden["model_garden_tokens_per_second"],
         "ratio": round(theirs / ours, 2),
-        "ratio_vs_strongest": round(min(theirs, competent) / ours, 2),
+        "ratio_vs_model_garden": garden and round(peers["model_garden"] / ours, 2),
+        "strongest_peer": strongest,
+        "ratio_vs_strongest": round(peers[strongest] / ours, 2),
         "model_flops_per_step": flops.flops_per_step(config),
         "matmul_peak_gflops": round(peak / 1e9, 1),
         "mfu": round(flops.flops_per_step(config) / ours / peak, 4),

@@ -1,6 +1,6 @@
-"""Learning curves of electra_tf against an independent torch ELECTRA, over several seeds.
+"""Learning curves of electra_tf against an independent torch ELECTRA and TF Model Garden's, over several seeds.
 
-Both train the same config (`--model_size`, tiny by default: optimizer rule,
+All train the same config (`--model_size`, tiny by default: optimizer rule,
 schedule, batch, steps) on the same demo TFRecords, `--seeds` seeds each, and
 are scored on the same held-out batches at 0, 25, 50, 75 and 100% of the run:
 
@@ -20,7 +20,11 @@ gen_weight * MLM + disc_weight * BCE over real tokens, the discriminator's initi
 output bias (`disc_output_bias`), warmup multiplied onto
 linear decay, global-norm clipping, and Adam with decoupled weight decay (not on
 LayerNorm or biases), with bias correction or without (the authors' rule) as the
-config says.
+config says. The third column is TF Model Garden's ElectraPretrainer
+(`model_garden_peer.py`, run in its own environment; skipped when that is
+missing): its networks, sampling, loss and bias-corrected AdamWeightDecay, on
+the same data, schedule and held-out batches (it cannot run the authors'
+uncorrected rule).
 
     python benchmarks/reference_curves.py --work_dir=/tmp/curves --num_train_steps=400 --seeds=3
 
@@ -42,7 +46,7 @@ import numpy as np
 import electra_tf  # noqa: F401  (before TensorFlow: it switches oneDNN on, which is read at TF's load)
 import tensorflow as tf
 
-from common import FLAGS, SPECIAL_IDS, build_pretrainer, hf_pair
+from common import FLAGS, SPECIAL_IDS, build_pretrainer, hf_pair, model_garden
 from electra_tf import checkpoint_interop
 from electra_tf import cli
 from electra_tf import metrics
@@ -52,23 +56,12 @@ from electra_tf import training
 
 flags.DEFINE_string("work_dir", "/tmp/reference_curves", "Runs, saved reference weights and the tables.")
 flags.DEFINE_integer("seeds", 3, "Seeds per implementation (config.seed, config.seed + 1, ...).")
-flags.DEFINE_list("implementations", ["electra_tf", "torch"], "Which to run.")
+flags.DEFINE_list("implementations", ["electra_tf", "torch", "model_garden"],
+                  "Which to run (model_garden: skipped when its environment is missing).")
 
 FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
 HELDOUT = ("disc_auc", "disc_loss", "gen_accuracy", "mlm_loss")
 PROBES = ("unigram_auc", "unigram_loss", "uniform_auc", "uniform_loss", "token_cosine", "cls_cosine")
-
-
-def summarise(disc_scores, disc_labels, mlm_logits, mlm_targets):
-    """The held-out metrics from concatenated discriminator logits and masked-position generator logits."""
-    scores, labels = np.concatenate(disc_scores).astype(np.float64), np.concatenate(disc_labels)
-    bce = np.maximum(scores, 0) - scores * labels + np.log1p(np.exp(-np.abs(scores)))
-    logits, targets = np.concatenate(mlm_logits).astype(np.float64), np.concatenate(mlm_targets)
-    top = logits.max(-1, keepdims=True)
-    log_z = (top[:, 0] + np.log(np.exp(logits - top).sum(-1)))
-    return {"disc_auc": metrics.roc_auc(scores, labels), "disc_loss": float(bce.mean()),
-            "gen_accuracy": float((logits.argmax(-1) == targets).mean()),
-            "mlm_loss": float((log_z - logits[np.arange(len(targets)), targets]).mean())}
 
 
 def run_electra_tf(config, train_files, probes, points, model_dir, vocab_file):
@@ -101,7 +94,7 @@ def run_electra_tf(config, train_files, probes, points, model_dir, vocab_file):
             collected[1].append(outputs["labels"].numpy()[real])
             collected[2].append(outputs["mlm_logits"].numpy()[weights])
             collected[3].append(outputs["masked"]["ids"].numpy()[weights])
-        curve.append((point, {**summarise(*collected), **probes.evaluate(pretrainer)}))
+        curve.append((point, {**metrics.pretraining_metrics(*collected), **probes.evaluate(pretrainer)}))
     return curve
 
 
@@ -211,7 +204,7 @@ class TorchElectra:
                     output_hidden_states=True)
                 return [h.numpy() for h in out.hidden_states]
 
-            return {**summarise(*collected), **probes.score(logits_fn, states_fn)}
+            return {**metrics.pretraining_metrics(*collected), **probes.score(logits_fn, states_fn)}
 
 
 def run_torch(config, train_files, probes, points, save_dir, vocab_file):
@@ -266,17 +259,23 @@ def main(argv):
     points = sorted({round(base.num_train_steps * f) for f in FRACTIONS})
     results = {}
     for name in FLAGS.implementations:
-        if name not in ("electra_tf", "torch"):
-            raise app.UsageError(f"--implementations: unknown {name!r}; choose electra_tf and/or torch")
+        if name not in ("electra_tf", "torch", "model_garden"):
+            raise app.UsageError(f"--implementations: unknown {name!r}; choose from electra_tf, torch, model_garden")
         results[name] = []
         for s in range(FLAGS.seeds):
             config = base.replace(seed=base.seed + s)
             if name == "electra_tf":
                 curve = run_electra_tf(config, train_files, probes, points,
                                        os.path.join(FLAGS.work_dir, f"electra_tf_seed{s}"), vocab_file)
-            else:
+            elif name == "torch":
                 curve = run_torch(config, train_files, probes, points,
                                   os.path.join(FLAGS.work_dir, f"torch_seed{s}"), vocab_file)
+            else:
+                garden = model_garden("curves", config, data_dir, points=points)
+                if garden is None:
+                    del results[name]
+                    break
+                curve = [(point, values) for point, values in garden["curve"]]
             print(name, "seed", s, json.dumps({p: {k: round(v, 4) for k, v in m.items()} for p, m in curve}))
             results[name].append(curve)
     text, flagged = tables(results, points)

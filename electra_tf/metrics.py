@@ -1,4 +1,4 @@
-"""The metrics GLUE reports, on numpy arrays of predictions and gold labels.
+"""The metrics GLUE reports, and held-out pre-training metrics, on numpy arrays.
 
 Computed on the host over the whole evaluation set (MCC, F1 and rank
 correlations do not average over batches).
@@ -65,6 +65,29 @@ def roc_auc(scores, labels):
         return 0.5
     rank_sum = _ranks(scores)[labels].sum()
     return float((rank_sum - positives * (positives + 1) / 2) / (positives * negatives))
+
+
+def pretraining_metrics(disc_scores, disc_labels, mlm_logits, mlm_targets):
+    """Held-out ELECTRA metrics from per-batch arrays, the same arithmetic for every implementation.
+
+    Args:
+      disc_scores: discriminator "replaced" logits at real tokens, one array per batch.
+      disc_labels: 1 where the token was replaced, matching `disc_scores`.
+      mlm_logits: generator logits [n, vocab] at the masked positions, one array per batch.
+      mlm_targets: the original ids at those positions.
+
+    Returns:
+      {"disc_auc", "disc_loss", "gen_accuracy", "mlm_loss"}: exact AUC, mean sigmoid
+      cross-entropy, top-1 accuracy and mean softmax cross-entropy.
+    """
+    scores, labels = np.concatenate(disc_scores).astype(np.float64), np.concatenate(disc_labels)
+    bce = np.maximum(scores, 0) - scores * labels + np.log1p(np.exp(-np.abs(scores)))
+    logits, targets = np.concatenate(mlm_logits).astype(np.float64), np.concatenate(mlm_targets)
+    top = logits.max(-1, keepdims=True)
+    log_z = top[:, 0] + np.log(np.exp(logits - top).sum(-1))
+    return {"disc_auc": roc_auc(scores, labels), "disc_loss": float(bce.mean()),
+            "gen_accuracy": float((logits.argmax(-1) == targets).mean()),
+            "mlm_loss": float((log_z - logits[np.arange(len(targets)), targets]).mean())}
 
 
 def _ranks(values):

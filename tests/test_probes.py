@@ -19,6 +19,27 @@ def test_roc_auc_equals_scikit_learn_with_ties():
     assert metrics.roc_auc(scores, np.zeros(500)) == 0.5
 
 
+def test_pretraining_metrics_match_scikit_learn_over_batches():
+    sklearn_metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(1)
+    labels = [rng.random(n) < 0.15 for n in (40, 70)]
+    scores = [rng.normal(size=len(y)) + 2 * y for y in labels]
+    targets = [rng.integers(0, 9, n) for n in (5, 8)]
+    logits = [rng.normal(size=(len(t), 9)) * 3 for t in targets]
+    got = metrics.pretraining_metrics(scores, labels, logits, targets)
+    all_scores, all_labels = np.concatenate(scores), np.concatenate(labels)
+    all_logits, all_targets = np.concatenate(logits), np.concatenate(targets)
+    probability = 1 / (1 + np.exp(-all_scores))
+    assert got["disc_auc"] == pytest.approx(sklearn_metrics.roc_auc_score(all_labels, all_scores))
+    assert got["disc_loss"] == pytest.approx(sklearn_metrics.log_loss(all_labels, probability))
+    softmax = np.exp(all_logits) / np.exp(all_logits).sum(-1, keepdims=True)
+    assert got["mlm_loss"] == pytest.approx(sklearn_metrics.log_loss(all_targets, softmax, labels=range(9)))
+    assert got["gen_accuracy"] == pytest.approx((all_logits.argmax(-1) == all_targets).mean())
+    # Huge logits stay finite (log-sum-exp, stable sigmoid cross-entropy).
+    assert np.isfinite(list(metrics.pretraining_metrics([np.array([1e4, -1e4])], [np.array([0, 1])],
+                                                        [np.array([[1e4, 0.0]])], [np.array([1])]).values())).all()
+
+
 class _FrequencyDetector:
     """A 'discriminator' that calls a token replaced the rarer it is in the probe's own data."""
 
