@@ -9,9 +9,11 @@ it), and (2) as a competent pre-training script would use them: the LM head
 applied at the masked positions only (as ours) and an inverse-CDF sampler
 (cumulative sum + searchsorted); and (3) TF Model Garden's ElectraPretrainer
 (`benchmarks/model_garden_peer.py`, in its own TF 2.20 + tf-keras environment,
-run as a subprocess; skipped when `make model-garden-venv` has not built it). MFU is the model FLOPs of `electra_tf.flops`
-per second over this machine's measured float32 matmul peak (TensorFlow,
-2048 x 2048).
+run as a subprocess; skipped when `make model-garden-venv` has not built it).
+`--rounds` rounds each time every implementation in turn for `--steps` steps
+(after two warm-up steps), so a drift of the machine's speed hits all alike;
+medians are reported. MFU is the model FLOPs of `electra_tf.flops` per second
+over this machine's measured float32 matmul peak (TensorFlow, 2048 x 2048).
 
     python benchmarks/pretrain_throughput.py --model_size=tiny
     python benchmarks/pretrain_throughput.py --model_size=small --train_batch_size=32
@@ -20,7 +22,7 @@ The last line printed is one JSON object with `electra_tf_tokens_per_second`,
 `hf_tokens_per_second` (as shipped), `torch_masked_only_tokens_per_second`,
 `model_garden_tokens_per_second` (null when skipped), `ratio` (electra_tf's
 speed over Hugging Face as shipped), `ratio_vs_strongest` (over the fastest
-peer), `strongest_peer` and `mfu`.
+peer; also per round), `strongest_peer` and `mfu`.
 """
 
 import json
@@ -36,7 +38,8 @@ import tensorflow as tf
 from common import FLAGS, hf_pair, model_garden, setup
 from electra_tf import flops
 
-flags.DEFINE_integer("steps", 10, "Timed steps for each implementation (after two warm-up steps).")
+flags.DEFINE_integer("steps", 10, "Timed steps for each implementation per round (after two warm-up steps).")
+flags.DEFINE_integer("rounds", 3, "Rounds, each timing every implementation in turn; the medians are reported.")
 flags.DEFINE_integer("threads", 0, "PyTorch threads (0: one per core, as TensorFlow uses).")
 
 
@@ -56,18 +59,23 @@ def matmul_peak(size=2048, repeats=10):
     return 2 * size ** 3 * repeats / (time.time() - start)
 
 
-def time_electra_tf(model, batches, jit, steps):
-    step = tf.function(model.train_step, jit_compile=jit)
-    for _ in range(2):
-        step(next(batches))
+def seconds_per_step(step, batches, steps):
+    """Mean wall time of `steps` calls of `step` on the next batches, waiting for the last."""
     start = time.time()
     for _ in range(steps):
-        logs = step(next(batches))
-    float(logs["loss"])  # Waits for the last step.
+        result = step(next(batches))
+    float(result)
     return (time.time() - start) / steps
 
 
-def time_hugging_face(config, batches, steps, threads, masked_only=False):
+def electra_tf_step(model, jit):
+    """electra_tf's compiled training step, returning the loss."""
+    train_step = tf.function(model.train_step, jit_compile=jit)
+    return lambda batch: train_step(batch)["loss"]
+
+
+def hugging_face_step(config, threads, masked_only=False):
+    """A torch training step on Hugging Face's networks, as shipped or with the head at masked positions only."""
     import torch
 
     torch.set_num_threads(threads)
@@ -112,47 +120,51 @@ def time_hugging_face(config, batches, steps, threads, masked_only=False):
         optimizer.step()
         return loss
 
-    for _ in range(2):
-        step(next(batches))
-    start = time.time()
-    for _ in range(steps):
-        step(next(batches))
-    return (time.time() - start) / steps
+    return step
 
 
 def main(argv):
     del argv
     config, jit, model, batches = setup()
     threads = FLAGS.threads or os.cpu_count()
-    peak = matmul_peak()
-    ours = time_electra_tf(model, batches, jit, FLAGS.steps)
-    theirs = time_hugging_face(config, batches, FLAGS.steps, threads)
-    competent = time_hugging_face(config, batches, FLAGS.steps, threads, masked_only=True)
-    garden = model_garden("throughput", config, f"{FLAGS.data_dir}_{config.max_seq_length}", steps=FLAGS.steps)
+    data_dir = f"{FLAGS.data_dir}_{config.max_seq_length}"
+    steps = {"electra_tf": electra_tf_step(model, jit), "hf": hugging_face_step(config, threads),
+             "torch_masked_only": hugging_face_step(config, threads, masked_only=True)}
+    for step in steps.values():  # Warm-up: tracing, first allocations.
+        for _ in range(2):
+            step(next(batches))
+    times = {name: [] for name in steps}
+    peaks = []
+    # Rounds interleave the implementations, so a drift of this shared machine's speed hits all of them alike.
+    for _ in range(FLAGS.rounds):
+        peaks.append(matmul_peak())
+        for name, step in steps.items():
+            times[name].append(seconds_per_step(step, batches, FLAGS.steps))
+        garden = model_garden("throughput", config, data_dir, steps=FLAGS.steps)
+        if garden:
+            times.setdefault("model_garden", []).append(garden["model_garden_ms_per_step"] / 1000)
+    median = {name: float(np.median(t)) for name, t in times.items()}
+    peers = [name for name in median if name != "electra_tf"]
+    strongest = min(peers, key=median.get)
+    per_round = [min(times[p][r] for p in peers) / times["electra_tf"][r] for r in range(FLAGS.rounds)]
     tokens = config.train_batch_size * config.max_seq_length
-    peers = {"hf": theirs, "torch_masked_only": competent}
-    if garden:
-        peers["model_garden"] = garden["model_garden_ms_per_step"] / 1000
-    strongest = min(peers, key=peers.get)
-    result = {
-        "model_size": FLAGS.model_size, "batch": config.train_batch_size, "seq": config.max_seq_length,
-        "jit_compile": jit, "torch_threads": threads,
-        "electra_tf_ms_per_step": round(ours * 1000, 1), "hf_ms_per_step": round(theirs * 1000, 1),
-        "electra_tf_tokens_per_second": round(tokens / ours), "hf_tokens_per_second": round(tokens / theirs),
-        "electra_tf_sequences_per_second": round(config.train_batch_size / ours, 2),
-        "hf_sequences_per_second": round(config.train_batch_size / theirs, 2),
-        "torch_masked_only_ms_per_step": round(competent * 1000, 1),
-        "torch_masked_only_tokens_per_second": round(tokens / competent),
-        "model_garden_ms_per_step": garden and garden["model_garden_ms_per_step"],
-        "model_garden_tokens_per_second": garden and garden["model_garden_tokens_per_second"],
-        "ratio": round(theirs / ours, 2),
-        "ratio_vs_model_garden": garden and round(peers["model_garden"] / ours, 2),
+    result = {"model_size": FLAGS.model_size, "batch": config.train_batch_size, "seq": config.max_seq_length,
+              "jit_compile": jit, "torch_threads": threads, "rounds": FLAGS.rounds, "steps_per_round": FLAGS.steps}
+    for name, seconds in median.items():
+        result[f"{name}_ms_per_step"] = round(seconds * 1000, 1)
+        result[f"{name}_tokens_per_second"] = round(tokens / seconds)
+    result.update({
+        "electra_tf_sequences_per_second": round(config.train_batch_size / median["electra_tf"], 2),
+        "ratio": round(median["hf"] / median["electra_tf"], 2),
+        "ratio_vs_model_garden": round(median["model_garden"] / median["electra_tf"], 2) if "model_garden" in median
+        else None,
         "strongest_peer": strongest,
-        "ratio_vs_strongest": round(peers[strongest] / ours, 2),
+        "ratio_vs_strongest": round(median[strongest] / median["electra_tf"], 2),
+        "ratio_vs_strongest_per_round": [round(r, 2) for r in per_round],
         "model_flops_per_step": flops.flops_per_step(config),
-        "matmul_peak_gflops": round(peak / 1e9, 1),
-        "mfu": round(flops.flops_per_step(config) / ours / peak, 4),
-    }
+        "matmul_peak_gflops": round(float(np.median(peaks)) / 1e9, 1),
+        "mfu": round(flops.flops_per_step(config) / median["electra_tf"] / float(np.median(peaks)), 4),
+    })
     print(json.dumps(result))
 
 

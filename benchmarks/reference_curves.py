@@ -31,7 +31,9 @@ uncorrected rule).
 It prints, per point and metric, mean +- std of each implementation, marking
 with `!` every point where electra_tf's mean lies outside the reference's mean
 +- 2 std (std floored at 0.005, or 1% of the mean for losses), and writes
-`curves.json` and `curves.md` to `--work_dir`. Each reference seed's
+`curves.json` and `curves.md` to `--work_dir`. Each finished run is kept as
+`<work_dir>/<implementation>_seed<s>.json` and read back by a later invocation with
+the same config, so a long table can be built over several sittings. Each reference seed's
 discriminator is saved as a Hugging Face model dir, `<work_dir>/torch_seed<s>`
 (with vocab.txt), which `run_finetuning.py --init_checkpoint` reads.
 """
@@ -225,6 +227,34 @@ def run_torch(config, train_files, probes, points, save_dir, vocab_file):
     return curve
 
 
+def run_once(name, config, s, data_dir, train_files, probes, points, vocab_file):
+    """[(step, metrics)] of one implementation and seed, read back from `<work_dir>/<name>_seed<s>.json`
+    when an earlier invocation finished it with the same config (so a long table can be built in parts)."""
+    record = os.path.join(FLAGS.work_dir, f"{name}_seed{s}.json")
+    if os.path.exists(record):
+        with open(record) as f:
+            saved = json.load(f)
+        if saved["config"] == config.to_dict() and [p for p, _ in saved["curve"]] == points:
+            print(name, "seed", s, "read from", record)
+            return [tuple(point) for point in saved["curve"]]
+    if name == "electra_tf":
+        curve = run_electra_tf(config, train_files, probes, points,
+                               os.path.join(FLAGS.work_dir, f"electra_tf_seed{s}"), vocab_file)
+    elif name == "torch":
+        curve = run_torch(config, train_files, probes, points, os.path.join(FLAGS.work_dir, f"torch_seed{s}"),
+                          vocab_file)
+    else:
+        garden = model_garden("curves", config, data_dir, points=points)
+        if garden is None:
+            return None
+        curve = [(point, values) for point, values in garden["curve"]]
+    print(name, "seed", s, json.dumps({p: {k: round(v, 4) for k, v in m.items()} for p, m in curve}))
+    os.makedirs(FLAGS.work_dir, exist_ok=True)
+    with open(record, "w") as f:
+        json.dump({"config": config.to_dict(), "curve": curve}, f)
+    return curve
+
+
 def tables(results, points):
     """Markdown tables (one per metric) and the list of flagged (metric, step)."""
     lines, flagged = [], []
@@ -261,23 +291,10 @@ def main(argv):
     for name in FLAGS.implementations:
         if name not in ("electra_tf", "torch", "model_garden"):
             raise app.UsageError(f"--implementations: unknown {name!r}; choose from electra_tf, torch, model_garden")
-        results[name] = []
-        for s in range(FLAGS.seeds):
-            config = base.replace(seed=base.seed + s)
-            if name == "electra_tf":
-                curve = run_electra_tf(config, train_files, probes, points,
-                                       os.path.join(FLAGS.work_dir, f"electra_tf_seed{s}"), vocab_file)
-            elif name == "torch":
-                curve = run_torch(config, train_files, probes, points,
-                                  os.path.join(FLAGS.work_dir, f"torch_seed{s}"), vocab_file)
-            else:
-                garden = model_garden("curves", config, data_dir, points=points)
-                if garden is None:
-                    del results[name]
-                    break
-                curve = [(point, values) for point, values in garden["curve"]]
-            print(name, "seed", s, json.dumps({p: {k: round(v, 4) for k, v in m.items()} for p, m in curve}))
-            results[name].append(curve)
+        curves = [run_once(name, base.replace(seed=base.seed + s), s, data_dir, train_files, probes, points,
+                           vocab_file) for s in range(FLAGS.seeds)]
+        if all(curves):  # Model Garden's environment may be missing.
+            results[name] = curves
     text, flagged = tables(results, points)
     print(text)
     print("flagged (metric, step):", flagged)
