@@ -105,7 +105,7 @@ class ElectraClassifier(FinetuningModel):
     def __init__(self, config, num_outputs, task_name, regression=False, **kwargs):
         super().__init__(config, task_name, **kwargs)
         self.regression = regression
-        self.dropout = keras.layers.Dropout(config.dropout_prob)
+        self.dropout = modeling.CounterDropout(config.dropout_prob)
         self.head = keras.layers.Dense(num_outputs, kernel_initializer=modeling.initializer(config),
                                        dtype="float32", name="task_head")
         self.accuracy_metric = None if regression else keras.metrics.SparseCategoricalAccuracy(name="accuracy")

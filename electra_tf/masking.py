@@ -38,12 +38,22 @@ def example_uniform(seeds, shape):
     arithmetic it gives bit-identical numbers with and without XLA.
     """
     counter = tf.range(math.prod(shape), dtype=tf.int32)[None]
-    key0, key1 = (tf.bitcast(seeds[:, k:k + 1], tf.uint32) for k in (0, 1))
+    uniform = _keyed_uniform(seeds[:, 0:1], seeds[:, 1:2], counter)
+    return tf.reshape(uniform, tf.concat([tf.shape(seeds)[:1], shape], 0))
+
+
+def counter_uniform(seed, shape):
+    """Uniform [0, 1) floats of `shape` (static or dynamic) from one int32 seed [2], by the same hash."""
+    counter = tf.range(tf.reduce_prod(shape), dtype=tf.int32)
+    return tf.reshape(_keyed_uniform(seed[0], seed[1], counter), shape)
+
+
+def _keyed_uniform(key0, key1, counter):
+    key0, key1 = tf.bitcast(key0, tf.uint32), tf.bitcast(key1, tf.uint32)
     bits = _hash(tf.bitcast(counter, tf.uint32) ^ _hash(key0 ^ _hash(key1 + _GOLDEN)))
     bits = _hash(bits + key0)
     # The top 24 bits are exact in float32.
-    uniform = tf.cast(tf.bitwise.right_shift(bits, 8), tf.float32) * 2.0 ** -24
-    return tf.reshape(uniform, tf.concat([tf.shape(seeds)[:1], shape], 0))
+    return tf.cast(tf.bitwise.right_shift(bits, 8), tf.float32) * 2.0 ** -24
 
 
 _GOLDEN = 0x9E3779B9

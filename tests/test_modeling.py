@@ -58,6 +58,29 @@ def test_padding_does_not_change_real_token_outputs(small_pretrainer):
     np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)
 
 
+def test_counter_dropout_rate_scaling_determinism_and_xla():
+    layer = modeling.CounterDropout(0.1, seed=7)
+    x = tf.ones([64, 128, 32])
+    assert layer(x, training=False) is x
+    state = layer.seed_generator.state.numpy()
+    first, second = layer(x, training=True).numpy(), layer(x, training=True).numpy()
+    assert abs((first == 0).mean() - 0.1) < 0.005 and np.allclose(first[first != 0], 1 / 0.9)
+    assert (first != second).any()  # The seed advances with each call, as Keras' dropout.
+    layer.seed_generator.state.assign(state)  # A resumed run restores the state: the same masks.
+    np.testing.assert_array_equal(layer(x, training=True).numpy(), first)
+    layer.seed_generator.state.assign(state)
+    compiled = tf.function(lambda v: layer(v, training=True), jit_compile=True)
+    np.testing.assert_array_equal(compiled(x).numpy(), first)  # Bit-identical under XLA.
+
+
+def test_every_dropout_in_the_encoders_is_counter_based(small_pretrainer):
+    dropouts = [layer for encoder in (small_pretrainer.generator, small_pretrainer.discriminator)
+                for layer in encoder._flatten_layers(recursive=True) if isinstance(layer, keras.layers.Dropout)]
+    # Per encoder layer: attention probabilities, after attention, after the FFN; plus the shared embeddings'.
+    assert len({id(d) for d in dropouts}) == 3 * (2 + 2) + 1
+    assert all(type(d) is modeling.CounterDropout for d in dropouts)
+
+
 def test_encoder_config_round_trip():
     embeddings = modeling.ElectraEmbeddings(100, 16, 32, 2, 0.1, 1e-12, 0.02)
     enc = modeling.ElectraEncoder(embeddings, 32, 2, 2, 64, 0.1, 1e-12, 0.02)
