@@ -5,7 +5,8 @@ dropout), an `embeddings_project` dense when the embedding size differs from
 the hidden size, then post-LN transformer layers (keras-hub's
 `TransformerEncoder`, whose one `dropout` rate serves both the attention
 probabilities and the hidden states, as BERT's 0.1/0.1 does). There is no
-pooler: the sentence vector is the [CLS] hidden state.
+pooler: the sentence vector is the [CLS] hidden state. Every dropout is a
+`CounterDropout` (keras-hub's too), whose masks XLA compiles into fast code.
 """
 
 import keras
