@@ -83,7 +83,7 @@ def build(config):
         mlm_activation=tf_utils.get_activation(config.hidden_act),
         mlm_initializer=tf_keras.initializers.TruncatedNormal(stddev=config.initializer_range),
         disallow_correct=config.disallow_correct)
-    model(mask(next(iter(batches(config, config.seed))), config, np.random.default_rng(0)))
+    model(mask(next(batches(config)), config, np.random.default_rng(0)))
     # The config's initial "replaced" bias, as electra_tf's head and the torch reference start.
     model.discriminator_head.bias.assign([config.disc_output_bias])
     return model
@@ -110,10 +110,11 @@ def optimizer(config):
         exclude_from_weight_decay=["LayerNorm", "layer_norm", "bias"], gradient_clip_norm=config.clip_norm)
 
 
-def batches(config, seed, prefix=pretraining_data.TRAIN_PREFIX, training=True):
-    files = pretraining_data.tfrecord_files(FLAGS.data_dir, prefix)
-    batch_size = config.train_batch_size if training else config.eval_batch_size
-    dataset = pretraining_data.make_dataset(files, batch_size, config.max_seq_length, training, seed=seed)
+def batches(config):
+    """The training batches in the order `config.seed` gives (as electra_tf's and the torch reference's)."""
+    files = pretraining_data.tfrecord_files(FLAGS.data_dir, pretraining_data.TRAIN_PREFIX)
+    dataset = pretraining_data.make_dataset(files, config.train_batch_size, config.max_seq_length, True,
+                                            seed=config.seed)
     return dataset.as_numpy_iterator()
 
 
@@ -165,7 +166,7 @@ def train_step_fn(config, model, opt, jit_compile=False):
 
 def throughput(config):
     tf_keras.utils.set_random_seed(config.seed)
-    model, rng, data = build(config), np.random.default_rng(0), batches(config, config.seed)
+    model, rng, data = build(config), np.random.default_rng(0), batches(config)
     step = train_step_fn(config, model, optimizer(config), FLAGS.jit_compile)
     for _ in range(2):
         step(mask(next(data), config, rng))
@@ -215,7 +216,7 @@ def curves(config):
     tf_keras.utils.set_random_seed(config.seed)
     eval_files = pretraining_data.tfrecord_files(FLAGS.data_dir, pretraining_data.EVAL_PREFIX)
     probes = probes_lib.HealthProbes.from_files(eval_files, config, SPECIAL_IDS, seed=0)
-    model, rng, data = build(config), np.random.default_rng(config.seed), batches(config, config.seed)
+    model, rng, data = build(config), np.random.default_rng(config.seed), batches(config)
     opt = optimizer(config)
     step = train_step_fn(config, model, opt)
     curve, done = [], 0
