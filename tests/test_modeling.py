@@ -71,6 +71,8 @@ def test_counter_dropout_rate_scaling_determinism_and_xla():
     layer.seed_generator.state.assign(state)
     compiled = tf.function(lambda v: layer(v, training=True), jit_compile=True)
     np.testing.assert_array_equal(compiled(x).numpy(), first)  # Bit-identical under XLA.
+    with pytest.raises(ValueError, match="does not support noise_shape"):
+        modeling.CounterDropout(0.1, noise_shape=(1, 128, 32))(x, training=True)
 
 
 def test_every_dropout_in_the_encoders_is_counter_based(small_pretrainer):
