@@ -210,7 +210,8 @@ class TorchElectra:
 
 
 def run_torch(config, train_files, probes, points, save_dir, vocab_file):
-    """[(step, metrics)] of one torch reference run; its discriminator is saved to `save_dir`."""
+    """[(step, metrics)] of one torch reference run; its discriminator is saved to `save_dir` (a Hugging Face
+    dir `run_finetuning.py --init_checkpoint` reads), its generator to `save_dir/generator`."""
     import torch
 
     torch.set_num_threads(os.cpu_count())
@@ -223,6 +224,7 @@ def run_torch(config, train_files, probes, points, save_dir, vocab_file):
             model.train_step(next(batches))
         curve.append((point, model.evaluate(probes)))
     model.disc.save_pretrained(save_dir)
+    model.gen.save_pretrained(os.path.join(save_dir, "generator"))
     shutil.copy(vocab_file, os.path.join(save_dir, "vocab.txt"))
     return curve
 
