@@ -50,6 +50,30 @@ def build_pretrainer(config):
     return model
 
 
+def heldout_metrics(forward, batches, mask_seed=1_000_003):
+    """`metrics.pretraining_metrics` of an electra_tf pre-trainer on held-out `batches`.
+
+    Args:
+      forward: features -> the pre-trainer's outputs (`training=False`).
+      batches: dicts of numpy `input_ids`, `input_mask`, `segment_ids`.
+      mask_seed: batch i is masked with seed (mask_seed, i); masks do not depend on the weights, so every model
+        scored with one seed sees the same masked positions.
+    """
+    from electra_tf import metrics
+    import tensorflow as tf
+
+    collected = ([], [], [], [])
+    for i, batch in enumerate(batches):
+        features = {k: tf.constant(v) for k, v in batch.items()}
+        outputs = forward(dict(features, seed=tf.constant([mask_seed, i], tf.int32)))
+        real, weights = batch["input_mask"] > 0, outputs["masked"]["weights"].numpy() > 0
+        collected[0].append(outputs["disc_logits"].numpy()[real])
+        collected[1].append(outputs["labels"].numpy()[real])
+        collected[2].append(outputs["mlm_logits"].numpy()[weights])
+        collected[3].append(outputs["masked"]["ids"].numpy()[weights])
+    return metrics.pretraining_metrics(*collected)
+
+
 def model_garden(mode, config, data_dir, **flag_values):
     """The JSON result of `model_garden_peer.py --mode=<mode>` run in Model Garden's environment, or None.
 

@@ -48,7 +48,7 @@ import numpy as np
 import electra_tf  # noqa: F401  (before TensorFlow: it switches oneDNN on, which is read at TF's load)
 import tensorflow as tf
 
-from common import FLAGS, SPECIAL_IDS, build_pretrainer, hf_pair, model_garden
+from common import FLAGS, SPECIAL_IDS, build_pretrainer, heldout_metrics, hf_pair, model_garden
 from electra_tf import checkpoint_interop
 from electra_tf import cli
 from electra_tf import metrics
@@ -87,16 +87,7 @@ def run_electra_tf(config, train_files, probes, points, model_dir, vocab_file):
         if point:
             trainer.train(dataset_fn, point, config.steps_per_loop, config.num_train_steps,
                           config.train_batch_size * config.max_seq_length)
-        collected = ([], [], [], [])
-        for i, batch in enumerate(probes.batches):
-            outputs = forward(dict({k: tf.constant(v) for k, v in batch.items()},
-                                   seed=tf.constant([1_000_003, i], tf.int32)))
-            real, weights = batch["input_mask"] > 0, outputs["masked"]["weights"].numpy() > 0
-            collected[0].append(outputs["disc_logits"].numpy()[real])
-            collected[1].append(outputs["labels"].numpy()[real])
-            collected[2].append(outputs["mlm_logits"].numpy()[weights])
-            collected[3].append(outputs["masked"]["ids"].numpy()[weights])
-        curve.append((point, {**metrics.pretraining_metrics(*collected), **probes.evaluate(pretrainer)}))
+        curve.append((point, {**heldout_metrics(forward, probes.batches), **probes.evaluate(pretrainer)}))
     return curve
 
 
