@@ -13,8 +13,12 @@ from absl import flags  # noqa: E402
 
 import electra_tf  # noqa: E402,F401  (switches oneDNN on before TensorFlow loads)
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
+from electra_tf import checkpoint_interop  # noqa: E402
 from electra_tf import cli  # noqa: E402
+from electra_tf import metrics  # noqa: E402
 from electra_tf import optimization  # noqa: E402
 from electra_tf import pretraining_data  # noqa: E402
 from electra_tf.pretrainer import ElectraPretrainer  # noqa: E402
@@ -59,9 +63,6 @@ def heldout_metrics(forward, batches, mask_seed=1_000_003):
       mask_seed: batch i is masked with seed (mask_seed, i); masks do not depend on the weights, so every model
         scored with one seed sees the same masked positions.
     """
-    from electra_tf import metrics
-    import tensorflow as tf
-
     collected = ([], [], [], [])
     for i, batch in enumerate(batches):
         features = {k: tf.constant(v) for k, v in batch.items()}
@@ -72,6 +73,47 @@ def heldout_metrics(forward, batches, mask_seed=1_000_003):
         collected[2].append(outputs["mlm_logits"].numpy()[weights])
         collected[3].append(outputs["masked"]["ids"].numpy()[weights])
     return metrics.pretraining_metrics(*collected)
+
+
+SCORED = ("gen_accuracy", "mlm_loss", "disc_auc", "disc_loss")
+
+
+def load_pair(pretrainer, run):
+    """Loads the generator and discriminator saved at `run` into `pretrainer`."""
+    names = checkpoint_interop.variable_names(pretrainer)
+    source = checkpoint_interop.detect_format(run)
+    arrays = checkpoint_interop.read_checkpoint(run, source)
+    if source == "hf":
+        generator_dir = os.path.join(run, "generator")
+        if not os.path.isdir(generator_dir):
+            raise ValueError(f"{run}: a Hugging Face dir without the generator/ that scoring needs")
+        arrays = checkpoint_interop.merge_generator(arrays, checkpoint_interop.read_checkpoint(generator_dir, "hf"))
+    checkpoint_interop.assign(names, arrays)
+
+
+def score_runs(config, runs, batches, mask_seeds):
+    """Saved generator/discriminator pairs scored on the same held-out masks.
+
+    Each implementation's own evaluation masks with its own rule and one fixed draw, so two implementations'
+    generator accuracies differ by which positions were masked as well as by their weights; here every run is
+    loaded into one electra_tf pre-trainer and scored on the same `mask_seeds` draws (seeds 1_000_003, ...).
+
+    Args:
+      runs: electra_tf model dirs, or Hugging Face dirs of an `ElectraForPreTraining` with its
+        `ElectraForMaskedLM` in `<dir>/generator` (as `reference_curves.py` saves the torch reference).
+
+    Returns:
+      {run: {metric: (mean, std) over the draws}} for the metrics in `SCORED`.
+    """
+    pretrainer = build_pretrainer(config)
+    forward = tf.function(lambda features: pretrainer(features, training=False))
+    results = {}
+    for run in runs:
+        load_pair(pretrainer, run)
+        scores = [heldout_metrics(forward, batches, mask_seed=1_000_003 + s) for s in range(mask_seeds)]
+        results[run] = {m: (float(np.mean([s[m] for s in scores])), float(np.std([s[m] for s in scores])))
+                        for m in SCORED}
+    return results
 
 
 def model_garden(mode, config, data_dir, **flag_values):
