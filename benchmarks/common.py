@@ -31,6 +31,7 @@ flags.DEFINE_string("model_garden_python", os.path.join(ROOT, ".venv", "mg", "bi
                     "when this does not exist.")
 FLAGS = flags.FLAGS
 SPECIAL_IDS = {"cls": 101, "sep": 102, "mask": 103}  # BERT uncased, the demo's vocab.
+HELDOUT_MASK_SEED = 1_000_003  # Held-out masks are drawn from it (and the seeds after it), alike at every evaluation.
 
 
 def setup():
@@ -54,7 +55,7 @@ def build_pretrainer(config):
     return model
 
 
-def heldout_metrics(forward, batches, mask_seed=1_000_003):
+def heldout_metrics(forward, batches, mask_seed=HELDOUT_MASK_SEED):
     """`metrics.pretraining_metrics` of an electra_tf pre-trainer on held-out `batches`.
 
     Args:
@@ -96,7 +97,7 @@ def score_runs(config, runs, batches, mask_seeds):
 
     Each implementation's own evaluation masks with its own rule and one fixed draw, so two implementations'
     generator accuracies differ by which positions were masked as well as by their weights; here every run is
-    loaded into one electra_tf pre-trainer and scored on the same `mask_seeds` draws (seeds 1_000_003, ...).
+    loaded into one electra_tf pre-trainer and scored on the same `mask_seeds` draws (seeds HELDOUT_MASK_SEED, ...).
 
     Args:
       runs: electra_tf model dirs, or Hugging Face dirs of an `ElectraForPreTraining` with its
@@ -110,7 +111,7 @@ def score_runs(config, runs, batches, mask_seeds):
     results = {}
     for run in runs:
         load_pair(pretrainer, run)
-        scores = [heldout_metrics(forward, batches, mask_seed=1_000_003 + s) for s in range(mask_seeds)]
+        scores = [heldout_metrics(forward, batches, mask_seed=HELDOUT_MASK_SEED + s) for s in range(mask_seeds)]
         results[run] = {m: (float(np.mean([s[m] for s in scores])), float(np.std([s[m] for s in scores])))
                         for m in SCORED}
     return results

@@ -55,7 +55,7 @@ flags.DEFINE_integer("seed", None, "curves: the seed (default: the config's).")
 FLAGS = flags.FLAGS
 
 SPECIAL_IDS = {"cls": 101, "sep": 102, "mask": 103}  # BERT uncased, the demo's vocab.
-EVAL_SEED = 1_000_003  # The held-out masks, the same at every evaluation (as the torch reference).
+EVAL_SEED = 1_000_003  # The held-out masks, alike at every evaluation (common.HELDOUT_MASK_SEED; not importable here).
 
 
 def build(config):

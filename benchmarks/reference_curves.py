@@ -48,7 +48,8 @@ import numpy as np
 import electra_tf  # noqa: F401  (before TensorFlow: it switches oneDNN on, which is read at TF's load)
 import tensorflow as tf
 
-from common import FLAGS, SCORED, SPECIAL_IDS, build_pretrainer, heldout_metrics, hf_pair, model_garden, score_runs
+from common import (FLAGS, HELDOUT_MASK_SEED, SCORED, SPECIAL_IDS, build_pretrainer, heldout_metrics, hf_pair,
+                    model_garden, score_runs)
 from electra_tf import checkpoint_interop
 from electra_tf import cli
 from electra_tf import metrics
@@ -180,7 +181,7 @@ class TorchElectra:
     def evaluate(self, probes):
         torch = self.torch
         self.gen.eval(), self.disc.eval()
-        random = torch.Generator().manual_seed(1_000_003)  # The same masks at every evaluation.
+        random = torch.Generator().manual_seed(HELDOUT_MASK_SEED)  # The same masks at every evaluation.
         collected = ([], [], [], [])
         with torch.no_grad():
             for batch in probes.batches:
