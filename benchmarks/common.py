@@ -21,6 +21,7 @@ from electra_tf import cli  # noqa: E402
 from electra_tf import metrics  # noqa: E402
 from electra_tf import optimization  # noqa: E402
 from electra_tf import pretraining_data  # noqa: E402
+from electra_tf import probes as probes_lib  # noqa: E402
 from electra_tf.pretrainer import ElectraPretrainer  # noqa: E402
 
 cli.define_config_flags()
@@ -53,6 +54,14 @@ def build_pretrainer(config):
     model.compile(optimizer=optimization.create_optimizer(config))
     model.optimizer.build(model.trainable_variables)
     return model
+
+
+def heldout_batches(config):
+    """The demo's held-out batches that reference_curves.py scores every implementation on (built if missing)."""
+    data_dir = f"{FLAGS.data_dir}_{config.max_seq_length}"
+    pretraining_data.prepare_demo_data(data_dir, config.max_seq_length, config.do_lower_case)
+    eval_files = pretraining_data.tfrecord_files(data_dir, pretraining_data.EVAL_PREFIX)
+    return probes_lib.HealthProbes.from_files(eval_files, config, SPECIAL_IDS).batches
 
 
 def heldout_metrics(forward, batches, mask_seed=HELDOUT_MASK_SEED):

@@ -15,10 +15,8 @@ import json
 from absl import app
 from absl import flags
 
-from common import FLAGS, SPECIAL_IDS, score_runs
+from common import FLAGS, heldout_batches, score_runs
 from electra_tf import cli
-from electra_tf import pretraining_data
-from electra_tf import probes as probes_lib
 
 flags.DEFINE_list("runs", None, "Run dirs to score (electra_tf model dirs, or Hugging Face dirs with a generator/).")
 flags.DEFINE_integer("mask_seeds", 5, "Mask draws to score every run on.")
@@ -28,10 +26,7 @@ flags.mark_flag_as_required("runs")
 def main(argv):
     del argv
     config = cli.load_config(FLAGS)
-    data_dir = f"{FLAGS.data_dir}_{config.max_seq_length}"
-    pretraining_data.prepare_demo_data(data_dir, config.max_seq_length, config.do_lower_case)
-    eval_files = pretraining_data.tfrecord_files(data_dir, pretraining_data.EVAL_PREFIX)
-    batches = probes_lib.HealthProbes.from_files(eval_files, config, SPECIAL_IDS).batches
+    batches = heldout_batches(config)
     for run, scores in score_runs(config, FLAGS.runs, batches, FLAGS.mask_seeds).items():
         print(json.dumps({"run": run, "mask_seeds": FLAGS.mask_seeds,
                           **{m: [round(mean, 4), round(std, 4)] for m, (mean, std) in scores.items()}}))

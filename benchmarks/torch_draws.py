@@ -15,10 +15,8 @@ import json
 from absl import app
 from absl import flags
 
-from common import FLAGS, HELDOUT_MASK_SEED, SPECIAL_IDS
+from common import FLAGS, HELDOUT_MASK_SEED, heldout_batches
 from electra_tf import cli
-from electra_tf import pretraining_data
-from electra_tf import probes as probes_lib
 import reference_curves
 
 flags.DEFINE_list("runs", None, "Hugging Face dirs of an ElectraForPreTraining with its generator in generator/.")
@@ -32,10 +30,7 @@ def main(argv):
     import transformers
 
     config = cli.load_config(FLAGS)
-    data_dir = f"{FLAGS.data_dir}_{config.max_seq_length}"
-    pretraining_data.prepare_demo_data(data_dir, config.max_seq_length, config.do_lower_case)
-    eval_files = pretraining_data.tfrecord_files(data_dir, pretraining_data.EVAL_PREFIX)
-    batches = probes_lib.HealthProbes.from_files(eval_files, config, SPECIAL_IDS).batches
+    batches = heldout_batches(config)
     model = reference_curves.TorchElectra(config, config.seed)
     for run in FLAGS.runs:
         model.disc.load_state_dict(transformers.ElectraForPreTraining.from_pretrained(run).state_dict())
