@@ -32,6 +32,7 @@ from absl import logging
 
 import electra_tf  # noqa: F401  (first: it switches oneDNN on before TensorFlow loads)
 
+from electra_tf import checkpoint_interop
 from electra_tf import cli
 from electra_tf import distribution
 from electra_tf import pretraining_data
@@ -47,8 +48,9 @@ flags.DEFINE_string("task", None, f"One of {list(tasks.TASK_NAMES) + list(squad.
 flags.DEFINE_string("data_dir", None, "The GLUE download (CoLA/, SST-2/, ... or the authors' cola/, sst/, ...).")
 flags.DEFINE_string("tfds_name", None, "Read the task from TensorFlow Datasets instead (e.g. glue/sst2).")
 flags.DEFINE_string("tfds_data_dir", None, "TensorFlow Datasets data dir (default: TFDS's).")
-flags.DEFINE_string("init_checkpoint", None, "Pre-trained weights: a run_pretraining.py model dir, an "
-                    "electra_tf or Hugging Face model dir, or an authors' TF1 checkpoint. Unset: random init.")
+flags.DEFINE_string("init_checkpoint", None, "Pre-trained weights: a run_pretraining.py model dir or one of "
+                    "its checkpoints (<model_dir>/ckpt-400), an electra_tf or Hugging Face model dir, or an "
+                    "authors' TF1 checkpoint. Unset: random init.")
 flags.DEFINE_string("vocab_file", None, "WordPiece vocab. Unset: the init checkpoint's vocab.txt, else the "
                     "BERT uncased vocab of the released models.")
 flags.DEFINE_string("model_dir", None, "Output dir. Unset: runs/finetune_<task>.")
@@ -94,8 +96,9 @@ def load_task():
 def resolve_vocab():
     if FLAGS.vocab_file:
         return FLAGS.vocab_file
-    if FLAGS.init_checkpoint and os.path.isfile(os.path.join(FLAGS.init_checkpoint, "vocab.txt")):
-        return os.path.join(FLAGS.init_checkpoint, "vocab.txt")
+    model_dir = FLAGS.init_checkpoint and checkpoint_interop.model_dir_of(FLAGS.init_checkpoint)
+    if model_dir and os.path.isfile(os.path.join(model_dir, "vocab.txt")):
+        return os.path.join(model_dir, "vocab.txt")
     return pretraining_data.demo_vocab_file()
 
 

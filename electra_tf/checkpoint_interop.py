@@ -348,6 +348,11 @@ def write_model_files(output_dir, config, vocab_file):
     shutil.copyfile(vocab_file, os.path.join(output_dir, "vocab.txt"))
 
 
+def model_dir_of(path):
+    """The directory holding a checkpoint's config.json and vocab.txt: `path` itself, or a prefix's directory."""
+    return path if os.path.isdir(path) else os.path.dirname(path)
+
+
 def _read_native(path):
     path = tf.train.latest_checkpoint(path) or path
     reader = tf.train.load_checkpoint(path)
@@ -363,13 +368,20 @@ def _read_native(path):
 
 
 def detect_format(path):
-    """`native`, `hf` or `authors_tf1`, from what lies at `path`."""
+    """`native`, `hf` or `authors_tf1`, from what lies at `path`.
+
+    `path` may also be one checkpoint of an electra_tf run (`<model_dir>/ckpt-400`),
+    as the authors' code takes `model.ckpt-N`, to start from a step before the last.
+    """
     if os.path.isdir(path) and os.path.exists(os.path.join(path, "config.json")):
         if any(os.path.exists(os.path.join(path, f)) for f in ("model.safetensors", "pytorch_model.bin")):
             return "hf"
         if tf.train.latest_checkpoint(path):
             return "native"
-    if tf.train.latest_checkpoint(path) or tf.io.gfile.exists(path + ".index"):
+    if tf.io.gfile.exists(path + ".index"):
+        keys = tf.train.load_checkpoint(path).get_variable_to_shape_map()
+        return "native" if any(k.startswith("weights/") for k in keys) else "authors_tf1"
+    if tf.train.latest_checkpoint(path):
         return "authors_tf1"
     raise ValueError(f"{path}: neither an electra_tf model dir, a Hugging Face model dir, nor a TF1 checkpoint")
 

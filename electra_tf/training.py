@@ -68,7 +68,7 @@ class Trainer:
     def step(self):
         return int(self.model.optimizer.iterations.numpy())
 
-    def _checkpoint_manager(self, checkpoint_every):
+    def _checkpoint_manager(self):
         # `model.variables` also holds the dropout layers' random-seed states,
         # which `tf.train.Checkpoint(model=...)` does not track; without them a
         # resumed run would draw different dropout masks.
@@ -84,7 +84,7 @@ class Trainer:
             self.model_dir, f"worker_tmp_{self.strategy.cluster_resolver.task_id}")
         return tf.train.CheckpointManager(
             checkpoint, directory, max_to_keep=self.keep_checkpoint_max,
-            step_counter=self.model.optimizer.iterations, checkpoint_interval=checkpoint_every)
+            step_counter=self.model.optimizer.iterations)
 
     def train(self, dataset_fn, num_steps, steps_per_loop, checkpoint_every, tokens_per_step,
               on_loop_end=None, flops_per_step=None, data_files=None, input_log=None):
@@ -96,7 +96,8 @@ class Trainer:
             `start_step`'s (see `input_order`).
           num_steps: the total step count to reach.
           steps_per_loop: steps per `tf.function` call, and the logging interval.
-          checkpoint_every: checkpoint interval in steps.
+          checkpoint_every: save at each multiple of this many steps (at the end of the loop
+            that reaches it), and at the end.
           tokens_per_step: global tokens per step, for throughput figures.
           on_loop_end: optional callable(step, logs) after each loop.
           flops_per_step: training FLOPs of one step; logs `train_flops`, the total so far.
@@ -112,7 +113,7 @@ class Trainer:
           (of this invocation), `tokens_per_second`, `nonfinite_steps`, and
           `preempted` (true when a SIGTERM stopped it after a checkpoint).
         """
-        manager = self._checkpoint_manager(checkpoint_every)
+        manager = self._checkpoint_manager()
         # Every worker resumes from the chief's checkpoint.
         latest = tf.train.latest_checkpoint(self.model_dir)
         if latest:
@@ -174,7 +175,10 @@ class Trainer:
                         tf.summary.scalar(name, value)
                 progress.update(self.step, [(k, v) for k, v in logs.items() if k != "tokens_per_second"]
                                 + [("tok/s", logs["tokens_per_second"])])
-                if manager.save(checkpoint_number=self.step, check_interval=True):
+                # At each multiple of checkpoint_every (or the first loop end past it), as the
+                # authors' runs save model.ckpt-N, so a step's checkpoint can be named in advance.
+                if self.step // checkpoint_every > first_step // checkpoint_every:
+                    manager.save(checkpoint_number=self.step)
                     saved_step = self.step
                 self._check_finite(logs, manager, nonfinite_before)
                 if on_loop_end:

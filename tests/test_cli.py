@@ -3,6 +3,7 @@ import json
 import os
 import shutil
 
+import numpy as np
 import tensorflow as tf
 
 from conftest import run_script, script_errors
@@ -42,6 +43,10 @@ def test_run_pretraining_end_to_end_and_resume(demo_data_dir, tmp_path):
     weights = checkpoint_interop.read_checkpoint(model_dir, "native")
     assert "generator/encoder/layer_0/attention/self/query/kernel" in weights
     assert "discriminator_predictions/dense_1/kernel" in weights
+    # So is one of its checkpoints, as the authors' code takes model.ckpt-N.
+    prefix = tf.train.latest_checkpoint(model_dir)
+    assert checkpoint_interop.detect_format(prefix) == "native" and checkpoint_interop.model_dir_of(prefix) == model_dir
+    assert all(np.array_equal(weights[n], a) for n, a in checkpoint_interop.read_checkpoint(prefix, "native").items())
     started = run_script("run_pretraining.py", f"--data_dir={demo_data_dir}", f"--model_dir={tmp_path / 'again'}",
                          *TINY, "--num_train_steps=1", "--do_eval=false", f"--init_checkpoint={model_dir}")
     assert started.returncode == 0, started.stderr[-3000:]

@@ -8,7 +8,7 @@ from electra_tf.config import ElectraConfig
 
 # The demo fixture is built at length 64; a small batch keeps steps quick.
 OVERRIDES = {"max_seq_length": 64, "train_batch_size": 16, "eval_batch_size": 32, "learning_rate": 2e-3,
-             "num_warmup_steps": 5, "steps_per_loop": 5, "save_checkpoints_steps": 5}
+             "num_warmup_steps": 5, "steps_per_loop": 5, "save_checkpoints_steps": 10}
 
 
 def _train(config, data_dir, model_dir, steps, strategy=None):
@@ -37,6 +37,9 @@ def test_losses_fall_on_real_text(demo_data_dir, tmp_path):
     config = ElectraConfig.from_size("tiny", dict(OVERRIDES, num_train_steps=30, disc_output_bias=0.0))
     model, trainer, logs = _train(config, demo_data_dir, tmp_path / "a", 30)
     assert logs["steps"] == 30 and logs["tokens"] == 30 * 16 * 64
+    # Saved at the multiples of save_checkpoints_steps, so a step's checkpoint can be named in advance.
+    saved = tf.train.get_checkpoint_state(str(tmp_path / "a")).all_model_checkpoint_paths
+    assert [int(path.rsplit("-", 1)[1]) for path in saved] == [10, 20, 30]
     before = _eval(training.Trainer(make_pretrainer(config), tf.distribute.get_strategy(),
                                     str(tmp_path / "untrained")), demo_data_dir, config)
     after = _eval(trainer, demo_data_dir, config)
