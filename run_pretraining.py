@@ -44,7 +44,8 @@ flags.DEFINE_string("vocab_file", None, "WordPiece vocab the data was built with
 flags.DEFINE_string("model_dir", None, "Checkpoints, TensorBoard logs and the summary. "
                     "Unset: runs/pretrain_<model_size>_<objective>.")
 flags.DEFINE_string("init_checkpoint", None, "Start from these weights (an authors' TF1 checkpoint, a Hugging "
-                    "Face or an electra_tf model dir) unless --model_dir already has a checkpoint.")
+                    "Face or an electra_tf model dir, or one checkpoint of a run: <model_dir>/ckpt-N) unless "
+                    "--model_dir already has a checkpoint.")
 flags.DEFINE_boolean("verify_data", True, "Read every shard through before training (record framing and "
                      "checksums) and stop at a corrupt, truncated or foreign file, naming it; --noverify_data "
                      "skips this for a corpus already verified.")
