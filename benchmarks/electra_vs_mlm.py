@@ -59,11 +59,12 @@ def run(script, *args):
 
 def pretrain(objective, steps, data_dir):
     model_dir = os.path.join(FLAGS.work_dir, f"pretrain_{objective}")
-    keep = [f"--save_checkpoints_steps={CURVE_EVERY}", f"--keep_checkpoint_max={steps // CURVE_EVERY + 1}"]
+    keep = [f"--save_checkpoints_steps={CURVE_EVERY}", f"--keep_checkpoint_max={steps // CURVE_EVERY + 1}"] \
+        if FLAGS.curve_steps else []
     if not os.path.exists(os.path.join(model_dir, "pretraining_summary.json")):
         run("run_pretraining.py", f"--model_size={FLAGS.model_size}", f"--objective={objective}",
             f"--data_dir={data_dir}", f"--model_dir={model_dir}", f"--num_train_steps={steps}",
-            *(keep if FLAGS.curve_steps else []), *FLAGS.pretraining_flags)
+            *keep, *FLAGS.pretraining_flags)
     with open(os.path.join(model_dir, "pretraining_summary.json")) as f:
         return model_dir, json.load(f)
 
@@ -120,19 +121,20 @@ def main(argv):
 
     electra_config = config_lib.ElectraConfig.from_size(FLAGS.model_size)
     mlm_config = electra_config.replace(objective="mlm")
-    mlm_steps = round(FLAGS.electra_steps * flops.flops_per_step(electra_config) / flops.flops_per_step(mlm_config))
+    flops_per_step = {"electra": flops.flops_per_step(electra_config), "mlm": flops.flops_per_step(mlm_config)}
+    mlm_per_electra_step = flops_per_step["electra"] / flops_per_step["mlm"]
+    mlm_steps = round(FLAGS.electra_steps * mlm_per_electra_step)
     inits = {"electra": pretrain("electra", FLAGS.electra_steps, data_dir),
              "mlm": pretrain("mlm", mlm_steps, data_dir)}
-    flops_per_step = {"electra": flops.flops_per_step(electra_config), "mlm": flops.flops_per_step(mlm_config)}
-    points = starting_points(inits, flops_per_step["electra"] / flops_per_step["mlm"])
+    task_files = {task: write(os.path.join(FLAGS.work_dir, task)) for task, (write, _) in TASKS.items()}
     results = {"electra_steps": FLAGS.electra_steps, "mlm_steps": mlm_steps,
                "pretraining": {k: v[1] for k, v in inits.items()}, "tasks": {}, "curve": []}
-    for objective, step, init_checkpoint in points:
+    for objective, step, init_checkpoint in starting_points(inits, mlm_per_electra_step):
+        at_end = init_checkpoint is None or step == inits[objective][1]["steps"]
+        name = objective if at_end else f"{objective}_step{step}"
         row = {"objective": objective, "steps": step, "flops": step * flops_per_step.get(objective, 0)}
-        for task, (write, seq) in TASKS.items():
-            data = write(os.path.join(FLAGS.work_dir, task))
-            at_end = init_checkpoint is None or step == inits[objective][1]["steps"]
-            row[task] = finetune(task, data, seq, objective if at_end else f"{objective}_step{step}", init_checkpoint)
+        for task, (_, seq) in TASKS.items():
+            row[task] = finetune(task, task_files[task], seq, name, init_checkpoint)
             if at_end:
                 results["tasks"].setdefault(task, {})[objective] = row[task]
         results["curve"].append(row)
