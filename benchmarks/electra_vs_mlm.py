@@ -30,12 +30,15 @@ from electra_tf import config as config_lib  # noqa: E402
 from electra_tf import flops  # noqa: E402
 from electra_tf import pretraining_data  # noqa: E402
 from electra_tf import task_data  # noqa: E402
+from electra_tf import tokenization  # noqa: E402
 import tensorflow as tf  # noqa: E402  (after electra_tf, which sets TensorFlow's options first)
 
 flags.DEFINE_string("work_dir", "runs/claim", "Where the corpus, the runs and the table go.")
 flags.DEFINE_string("model_size", "tiny", "Discriminator size of both pre-trainings.")
 flags.DEFINE_integer("electra_steps", 4500, "ELECTRA pre-training steps; the MLM baseline gets the same FLOPs.")
 flags.DEFINE_integer("trials", 3, "Fine-tuning seeds per task and initialisation.")
+flags.DEFINE_integer("vocab_size", 0, "Learn a WordPiece vocab of about this size from the corpus (every "
+                     "VOCAB_SAMPLE-th line) for all three models; 0: the BERT uncased vocab of the released models.")
 flags.DEFINE_list("sources", None, "Corpus sources (default: all; see scripts/prepare_corpus_mix.py).")
 flags.DEFINE_list("pretraining_flags", [], "Extra run_pretraining.py flags for both runs (e.g. for a smoke test).")
 flags.DEFINE_list("finetuning_flags", [], "Extra run_finetuning.py flags for every fine-tuning run.")
@@ -44,6 +47,7 @@ flags.DEFINE_list("curve_steps", [], "ELECTRA steps before the end to fine-tune 
 FLAGS = flags.FLAGS
 
 CURVE_EVERY = 100
+VOCAB_SAMPLE = 8  # ~7 MB of the ~60 MB mix: 3-4 minutes of vocabulary learning instead of half an hour.
 TASKS = {"trec": (task_data.prepare_trec, 32), "sms_spam": (task_data.prepare_sms_spam, 64)}  # name -> (writer, seq)
 
 
@@ -57,25 +61,33 @@ def run(script, *args):
     return done
 
 
-def pretrain(objective, steps, data_dir):
+def vocab_flags(vocab_file):
+    """The flags that give a run the benchmark's vocabulary (none for the default one)."""
+    if vocab_file == pretraining_data.demo_vocab_file():
+        return []
+    return [f"--vocab_file={vocab_file}", f"--vocab_size={len(tokenization.load_vocab(vocab_file))}"]
+
+
+def pretrain(objective, steps, data_dir, vocab_file):
     model_dir = os.path.join(FLAGS.work_dir, f"pretrain_{objective}")
     keep = [f"--save_checkpoints_steps={CURVE_EVERY}", f"--keep_checkpoint_max={steps // CURVE_EVERY + 1}"] \
         if FLAGS.curve_steps else []
     if not os.path.exists(os.path.join(model_dir, "pretraining_summary.json")):
         run("run_pretraining.py", f"--model_size={FLAGS.model_size}", f"--objective={objective}",
             f"--data_dir={data_dir}", f"--model_dir={model_dir}", f"--num_train_steps={steps}",
-            *keep, *FLAGS.pretraining_flags)
+            *vocab_flags(vocab_file), *keep, *FLAGS.pretraining_flags)
     with open(os.path.join(model_dir, "pretraining_summary.json")) as f:
         return model_dir, json.load(f)
 
 
-def finetune(task, data, seq, name, init_checkpoint):
+def finetune(task, data, seq, name, init_checkpoint, vocab_file):
     model_dir = os.path.join(FLAGS.work_dir, f"finetune_{task}_{name}")
     if not os.path.exists(os.path.join(model_dir, "results.json")):
         run("run_finetuning.py", "--task=text_classification", f"--train_file={data['train']}",
             f"--dev_file={data['dev']}", "--text_a_column=1", "--label_column=0", f"--max_seq_length={seq}",
             f"--model_size={FLAGS.model_size}", f"--model_dir={model_dir}", f"--num_trials={FLAGS.trials}",
-            *([f"--init_checkpoint={init_checkpoint}"] if init_checkpoint else []), *FLAGS.finetuning_flags)
+            *([f"--init_checkpoint={init_checkpoint}"] if init_checkpoint else vocab_flags(vocab_file)),
+            *FLAGS.finetuning_flags)
     with open(os.path.join(model_dir, "results.json")) as f:
         return [t["accuracy"] for t in json.load(f)["trials"]]
 
@@ -113,19 +125,22 @@ def main(argv):
     if not os.path.isdir(corpus):
         run("scripts/prepare_corpus_mix.py", f"--output_dir={corpus}",
             *([f"--sources={','.join(FLAGS.sources)}"] if FLAGS.sources else []))
+    learned = [f"--learn_vocab_size={FLAGS.vocab_size}", f"--learn_vocab_every={VOCAB_SAMPLE}"] if FLAGS.vocab_size else []
+    vocab_file = os.path.join(FLAGS.work_dir, "vocab.txt") if learned else pretraining_data.demo_vocab_file()
     if not pretraining_data.tfrecord_files(data_dir, pretraining_data.TRAIN_PREFIX):
         config = config_lib.ElectraConfig.from_size(FLAGS.model_size)
         run("build_pretraining_dataset.py", f"--corpus_dir={corpus}", f"--output_dir={data_dir}",
-            f"--vocab_file={pretraining_data.demo_vocab_file()}", f"--max_seq_length={config.max_seq_length}",
+            f"--vocab_file={vocab_file}", *learned, f"--max_seq_length={config.max_seq_length}",
             "--num_out_files=16", "--num_processes=2")
 
-    electra_config = config_lib.ElectraConfig.from_size(FLAGS.model_size)
+    electra_config = config_lib.ElectraConfig.from_size(FLAGS.model_size).replace(
+        vocab_size=len(tokenization.load_vocab(vocab_file)))
     mlm_config = electra_config.replace(objective="mlm")
     flops_per_step = {"electra": flops.flops_per_step(electra_config), "mlm": flops.flops_per_step(mlm_config)}
     mlm_per_electra_step = flops_per_step["electra"] / flops_per_step["mlm"]
     mlm_steps = round(FLAGS.electra_steps * mlm_per_electra_step)
-    inits = {"electra": pretrain("electra", FLAGS.electra_steps, data_dir),
-             "mlm": pretrain("mlm", mlm_steps, data_dir)}
+    inits = {"electra": pretrain("electra", FLAGS.electra_steps, data_dir, vocab_file),
+             "mlm": pretrain("mlm", mlm_steps, data_dir, vocab_file)}
     task_files = {task: write(os.path.join(FLAGS.work_dir, task)) for task, (write, _) in TASKS.items()}
     results = {"electra_steps": FLAGS.electra_steps, "mlm_steps": mlm_steps,
                "pretraining": {k: v[1] for k, v in inits.items()}, "tasks": {}, "curve": []}
@@ -134,7 +149,7 @@ def main(argv):
         name = objective if at_end else f"{objective}_step{step}"
         row = {"objective": objective, "steps": step, "flops": step * flops_per_step.get(objective, 0)}
         for task, (_, seq) in TASKS.items():
-            row[task] = finetune(task, task_files[task], seq, name, init_checkpoint)
+            row[task] = finetune(task, task_files[task], seq, name, init_checkpoint, vocab_file)
             if at_end:
                 results["tasks"].setdefault(task, {})[objective] = row[task]
         results["curve"].append(row)

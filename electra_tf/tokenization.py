@@ -196,19 +196,35 @@ def pack_inputs(tokenizer, texts, max_seq_length):
     return input_ids, tf.cast(segment_ids, tf.int32), truncated
 
 
-def learn_vocab(text_files, vocab_size, output_file, lower_case=True):
+def learn_vocab(text_files, vocab_size, output_file, lower_case=True, every_nth_line=1):
     """Learns a WordPiece vocabulary from text files with keras-hub.
 
     The result starts with BERT's special tokens at their usual ids.
     Pieces made only of whitespace-like characters (keras-hub can return
     non-breaking spaces) are removed.
 
+    Args:
+      text_files: paths of plain-text files.
+      vocab_size: about how many tokens to learn (slightly fewer come back).
+      output_file: where the vocabulary goes, one token per line.
+      lower_case: lower-case and strip accents first, as the tokenizer will.
+      every_nth_line: learn from every n-th line only. The learner reads about
+        2 MB of text a minute on 2 CPU cores, so a 60 MB corpus takes half an
+        hour whole; a sample of it gives nearly the same frequent pieces.
+
     Returns:
       The number of tokens written.
+
+    Example:
+    ```python
+    learn_vocab(["corpus.txt"], 8000, "vocab.txt", every_nth_line=8)  # ~7,900
+    ```
     """
     import keras_hub  # Imported here: only vocabulary learning needs it.
 
-    lines = tf.data.TextLineDataset(text_files).map(lambda x: normalize(x, lower_case))
+    if every_nth_line < 1:
+        raise ValueError(f"every_nth_line must be positive, got {every_nth_line}")
+    lines = tf.data.TextLineDataset(text_files).shard(every_nth_line, 0).map(lambda x: normalize(x, lower_case))
     pieces = keras_hub.tokenizers.compute_word_piece_vocabulary(
         lines, vocabulary_size=vocab_size, lowercase=False, strip_accents=False,
         reserved_tokens=list(SPECIAL_TOKENS))

@@ -71,6 +71,11 @@ def test_learned_vocab_starts_with_special_tokens_and_tokenizes(tmp_path):
     tok = tokenization.WordPieceTokenizer(str(out))
     ids = tok(tf.constant(["the history of the city"])).to_list()[0]
     assert ids and tok.unk_id not in ids
+    # A line sample of a corpus whose odd lines hold a word the even lines lack: only the sampled lines count.
+    corpus.write_text("\n".join(f"the river flows {'zyxq' if i % 2 else 'west'}" for i in range(200)), encoding="utf-8")
+    tokenization.learn_vocab([str(corpus)], 100, str(out), every_nth_line=2)
+    sampled = tokenization.load_vocab(str(out))
+    assert "west" in sampled and "zyxq" not in sampled
 
 
 def _authors_truncate(length_a, length_b, budget):
