@@ -348,6 +348,31 @@ def write_model_files(output_dir, config, vocab_file):
     shutil.copyfile(vocab_file, os.path.join(output_dir, "vocab.txt"))
 
 
+# The config fields that fix the shapes of a model's weights; a checkpoint's own config.json says them.
+ARCHITECTURE_FIELDS = (
+    "vocab_size", "embedding_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+    "hidden_act", "layer_norm_eps", "max_position_embeddings", "type_vocab_size", "generator_hidden_size",
+    "generator_layers", "do_lower_case")
+
+
+def architecture_of(path):
+    """The `ARCHITECTURE_FIELDS` of the model at `path`, from its config.json.
+
+    An electra_tf model dir (or one of its checkpoints) and a Hugging Face dir say
+    their shapes; the authors' TF1 checkpoints do not (their `--model_size` does),
+    so for those the result is empty.
+    """
+    source = detect_format(path)
+    if source == "native":
+        with open(os.path.join(model_dir_of(path), "config.json")) as f:
+            values = json.load(f)
+    elif source == "hf":
+        values = config_overrides_from_hf(path)
+    else:
+        return {}
+    return {k: values[k] for k in ARCHITECTURE_FIELDS if k in values}
+
+
 def model_dir_of(path):
     """The directory holding a checkpoint's config.json and vocab.txt: `path` itself, or a prefix's directory."""
     return path if os.path.isdir(path) else os.path.dirname(path)

@@ -3,9 +3,11 @@
 import os
 
 from absl import flags
+from absl import logging
 import keras
 import tensorflow as tf
 
+from electra_tf import checkpoint_interop
 from electra_tf import config as config_lib
 from electra_tf import distribution
 
@@ -60,8 +62,18 @@ def set_precision(flag_values):
 
 
 def load_config(flag_values, task=None):
-    """Config file (with its fine-tuning values for a `task`), then `--hparams`, then flags: the most specific wins."""
-    overrides = config_lib.parse_hparams(flag_values.hparams)
+    """Config file (with its fine-tuning values for a `task`), then the shapes of `--init_checkpoint`'s model (its
+    config.json), then `--hparams`, then flags: the most specific wins."""
+    overrides = {}
+    init_checkpoint = flag_values["init_checkpoint"].value if "init_checkpoint" in flag_values else None
+    if init_checkpoint:
+        overrides = checkpoint_interop.architecture_of(init_checkpoint)
+        sized = config_lib.ElectraConfig.from_size(flag_values.model_size).to_dict()
+        changed = {k: v for k, v in overrides.items() if sized[k] != v}
+        if changed:
+            logging.info("--init_checkpoint=%s: its config.json sets %s (not --model_size=%s's)", init_checkpoint,
+                         changed, flag_values.model_size)
+    overrides.update(config_lib.parse_hparams(flag_values.hparams))
     for name in config_lib.field_types():
         value = flag_values[name].value
         if value is not None:

@@ -102,6 +102,7 @@ def test_authors_tf1_checkpoint_imports_discriminator_and_skips_only_optimizer_s
     _write_tf1_checkpoint(prefix, tensors)
     imported = interop.read_checkpoint(prefix, "authors_tf1")
     assert set(imported) == set(arrays)
+    assert interop.architecture_of(prefix) == {}  # No config beside it: --model_size says the shapes.
     config = _config_for(tmp_path / "hf")
     encoder, head, _ = _our_discriminator(imported, config)
     ids, mask, segments = _ids(config.vocab_size, seed=1)
@@ -157,6 +158,11 @@ def test_convert_cli_hf_to_native_to_hf_keeps_the_logits(tmp_path):
     assert {n.split("/")[0] for n in interop.read_checkpoint(str(native), "native")} == {
         "electra", "discriminator_predictions"}
     assert interop.detect_format(str(native)) == "native" and interop.detect_format(str(tmp_path / "hf")) == "hf"
+    # Either dir says the shapes a fine-tuning or pre-training run started from it must build.
+    for path in (native, tmp_path / "hf"):
+        shapes = interop.architecture_of(str(path))
+        assert shapes["vocab_size"] == SMALL["vocab_size"] and shapes["hidden_size"] == SMALL["hidden_size"]
+        assert "dropout_prob" not in shapes and "learning_rate" not in shapes
     second = run_script("convert_checkpoint.py", f"--input={native}", "--input_format=native",
                         "--output_format=hf", f"--output_dir={back}")
     assert second.returncode == 0, second.stderr[-2000:]

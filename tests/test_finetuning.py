@@ -124,7 +124,8 @@ def test_run_finetuning_glue_trials_predictions_resume_and_init(tmp_path, vocab_
     questions = [line.split("\t", 1)[1].rstrip("\n") for line in open(trec["train"], encoding="utf-8")][:300]
     glue_dir = str(tmp_path / "glue")
     _write_mrpc(glue_dir, questions)
-    config = ElectraConfig.from_size("tiny", dict(max_seq_length=32))
+    # Shapes other than --model_size's (a learned vocab, a narrower FFN): the init dir's config.json says them.
+    config = ElectraConfig.from_size("tiny", dict(max_seq_length=32, intermediate_size=256))
     init_dir = str(tmp_path / "pretrained")
     checkpoint_interop.write_native(init_dir, config, vocab_file,
                                     checkpoint_interop.variable_names(make_pretrainer(config)))
@@ -134,6 +135,7 @@ def test_run_finetuning_glue_trials_predictions_resume_and_init(tmp_path, vocab_
     done = run_script("run_finetuning.py", *args)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "initialised the encoder from" in done.stderr
+    assert "its config.json sets {'intermediate_size': 256}" in done.stderr
     results = json.load(open(os.path.join(model_dir, "results.json")))
     steps = 2 * 96 // 32  # MRPC training pairs are doubled (swapped order).
     assert [t["trial"] for t in results["trials"]] == [1, 2] and [t["steps"] for t in results["trials"]] == [steps] * 2
