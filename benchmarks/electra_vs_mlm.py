@@ -61,32 +61,25 @@ def run(script, *args):
     return done
 
 
-def vocab_flags(vocab_file):
-    """The flags that give a run the benchmark's vocabulary (none for the default one)."""
-    if vocab_file == pretraining_data.demo_vocab_file():
-        return []
-    return [f"--vocab_file={vocab_file}", f"--vocab_size={len(tokenization.load_vocab(vocab_file))}"]
-
-
-def pretrain(objective, steps, data_dir, vocab_file):
+def pretrain(objective, steps, data_dir, vocab_flags):
     model_dir = os.path.join(FLAGS.work_dir, f"pretrain_{objective}")
     keep = [f"--save_checkpoints_steps={CURVE_EVERY}", f"--keep_checkpoint_max={steps // CURVE_EVERY + 1}"] \
         if FLAGS.curve_steps else []
     if not os.path.exists(os.path.join(model_dir, "pretraining_summary.json")):
         run("run_pretraining.py", f"--model_size={FLAGS.model_size}", f"--objective={objective}",
             f"--data_dir={data_dir}", f"--model_dir={model_dir}", f"--num_train_steps={steps}",
-            *vocab_flags(vocab_file), *keep, *FLAGS.pretraining_flags)
+            *vocab_flags, *keep, *FLAGS.pretraining_flags)
     with open(os.path.join(model_dir, "pretraining_summary.json")) as f:
         return model_dir, json.load(f)
 
 
-def finetune(task, data, seq, name, init_checkpoint, vocab_file):
+def finetune(task, data, seq, name, init_checkpoint, vocab_flags):
     model_dir = os.path.join(FLAGS.work_dir, f"finetune_{task}_{name}")
     if not os.path.exists(os.path.join(model_dir, "results.json")):
         run("run_finetuning.py", "--task=text_classification", f"--train_file={data['train']}",
             f"--dev_file={data['dev']}", "--text_a_column=1", "--label_column=0", f"--max_seq_length={seq}",
             f"--model_size={FLAGS.model_size}", f"--model_dir={model_dir}", f"--num_trials={FLAGS.trials}",
-            *([f"--init_checkpoint={init_checkpoint}"] if init_checkpoint else vocab_flags(vocab_file)),
+            *([f"--init_checkpoint={init_checkpoint}"] if init_checkpoint else vocab_flags),
             *FLAGS.finetuning_flags)
     with open(os.path.join(model_dir, "results.json")) as f:
         return [t["accuracy"] for t in json.load(f)["trials"]]
@@ -133,14 +126,16 @@ def main(argv):
             f"--vocab_file={vocab_file}", *learned, f"--max_seq_length={config.max_seq_length}",
             "--num_out_files=16", "--num_processes=2")
 
-    electra_config = config_lib.ElectraConfig.from_size(FLAGS.model_size).replace(
-        vocab_size=len(tokenization.load_vocab(vocab_file)))
+    vocab_size = len(tokenization.load_vocab(vocab_file))
+    # Every run gets the benchmark's vocabulary; a pre-trained model dir carries it, random init needs the flags.
+    vocab_flags = [f"--vocab_file={vocab_file}", f"--vocab_size={vocab_size}"] if learned else []
+    electra_config = config_lib.ElectraConfig.from_size(FLAGS.model_size).replace(vocab_size=vocab_size)
     mlm_config = electra_config.replace(objective="mlm")
     flops_per_step = {"electra": flops.flops_per_step(electra_config), "mlm": flops.flops_per_step(mlm_config)}
     mlm_per_electra_step = flops_per_step["electra"] / flops_per_step["mlm"]
     mlm_steps = round(FLAGS.electra_steps * mlm_per_electra_step)
-    inits = {"electra": pretrain("electra", FLAGS.electra_steps, data_dir, vocab_file),
-             "mlm": pretrain("mlm", mlm_steps, data_dir, vocab_file)}
+    inits = {"electra": pretrain("electra", FLAGS.electra_steps, data_dir, vocab_flags),
+             "mlm": pretrain("mlm", mlm_steps, data_dir, vocab_flags)}
     task_files = {task: write(os.path.join(FLAGS.work_dir, task)) for task, (write, _) in TASKS.items()}
     results = {"electra_steps": FLAGS.electra_steps, "mlm_steps": mlm_steps,
                "pretraining": {k: v[1] for k, v in inits.items()}, "tasks": {}, "curve": []}
@@ -149,7 +144,7 @@ def main(argv):
         name = objective if at_end else f"{objective}_step{step}"
         row = {"objective": objective, "steps": step, "flops": step * flops_per_step.get(objective, 0)}
         for task, (_, seq) in TASKS.items():
-            row[task] = finetune(task, task_files[task], seq, name, init_checkpoint, vocab_file)
+            row[task] = finetune(task, task_files[task], seq, name, init_checkpoint, vocab_flags)
             if at_end:
                 results["tasks"].setdefault(task, {})[objective] = row[task]
         results["curve"].append(row)
