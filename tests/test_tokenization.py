@@ -76,6 +76,8 @@ def test_learned_vocab_starts_with_special_tokens_and_tokenizes(tmp_path):
     tokenization.learn_vocab([str(corpus)], 100, str(out), every_nth_line=2)
     sampled = tokenization.load_vocab(str(out))
     assert "west" in sampled and "zyxq" not in sampled
+    with pytest.raises(ValueError, match="every_nth_line must be positive, got 0"):
+        tokenization.learn_vocab([str(corpus)], 100, str(out), every_nth_line=0)
 
 
 def _authors_truncate(length_a, length_b, budget):
