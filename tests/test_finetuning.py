@@ -243,6 +243,9 @@ def test_run_finetuning_bad_flags_give_clear_errors():
         (["--task=rte", "--data_dir=.", "--num_trials=0"], "--num_trials must be positive"),
         (["--task=rte", "--data_dir=.", "--gradient_accumulation_steps=2"],
          "--gradient_accumulation_steps is not supported"),
+        # Read first for the model's shapes, so a wrong path stops the run before any data is read.
+        (["--task=rte", "--data_dir=.", "--init_checkpoint=/nonexistent/model"],
+         "/nonexistent/model: neither an electra_tf model dir, a Hugging Face model dir, nor a TF1 checkpoint"),
     ]
     errors = script_errors("run_finetuning.py", [args for args, _ in cases])
     for (args, message), error in zip(cases, errors):
