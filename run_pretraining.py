@@ -62,14 +62,7 @@ def resolve_data(config):
     if FLAGS.data_dir is None or FLAGS.demo:
         vocab_file = pretraining_data.prepare_demo_data(
             data_dir, config.max_seq_length, config.do_lower_case, seed=config.seed)
-    train_files = pretraining_data.tfrecord_files(data_dir, pretraining_data.TRAIN_PREFIX)
-    if not train_files:
-        raise ValueError(f"--data_dir={data_dir}: no {pretraining_data.TRAIN_PREFIX}.tfrecord* files; build them "
-                         "with build_pretraining_dataset.py, or pass --demo to build the demo corpus there")
-    eval_files = pretraining_data.tfrecord_files(data_dir, pretraining_data.EVAL_PREFIX)
-    if not eval_files and len(train_files) > 1:
-        train_files, eval_files = train_files[:-1], train_files[-1:]
-        logging.info("holding out %s for evaluation", eval_files[0])
+    train_files, eval_files = pretraining_data.train_and_eval_files(data_dir)
     counts = pretraining_data.check_shards(train_files + eval_files, config.max_seq_length, FLAGS.verify_data)
     return train_files, eval_files, vocab_file or pretraining_data.demo_vocab_file(), counts
 

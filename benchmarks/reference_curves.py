@@ -27,6 +27,8 @@ the same data, schedule and held-out batches (it cannot run the authors'
 uncorrected rule).
 
     python benchmarks/reference_curves.py --work_dir=/tmp/curves --num_train_steps=400 --seeds=3
+    python benchmarks/reference_curves.py --work_dir=/tmp/ref_mix --implementations=torch --seeds=1 \
+        --num_train_steps=3000 --learning_rate=5e-4 --pretrain_data_dir=<build_pretraining_dataset.py output>
 
 It prints, per point and metric, mean +- std of each implementation, marking
 with `!` every point where electra_tf's mean lies outside the reference's mean
@@ -35,7 +37,8 @@ with `!` every point where electra_tf's mean lies outside the reference's mean
 `<work_dir>/<implementation>_seed<s>.json` and read back by a later invocation with
 the same config, so a long table can be built over several sittings. Each reference seed's
 discriminator is saved as a Hugging Face model dir, `<work_dir>/torch_seed<s>`
-(with vocab.txt), which `run_finetuning.py --init_checkpoint` reads.
+(with vocab.txt), which `run_finetuning.py --init_checkpoint` reads, and so are its earlier points
+(`torch_seed<s>_step<N>`): fine-tuning against pre-training steps.
 """
 
 import json
@@ -61,6 +64,9 @@ flags.DEFINE_string("work_dir", "/tmp/reference_curves", "Runs, saved reference 
 flags.DEFINE_integer("seeds", 3, "Seeds per implementation (config.seed, config.seed + 1, ...).")
 flags.DEFINE_integer("mask_seeds", 5, "Mask draws on which the saved end-point pairs of every implementation are "
                      "scored together, as score_generators.py does (0: skip).")
+flags.DEFINE_string("pretrain_data_dir", None, "Train on this dir's TFRecords (build_pretraining_dataset.py's; "
+                    "its eval_data shards, else its last shard, held out for the probes, as run_pretraining.py "
+                    "does) instead of the demo corpus; built with BERT's uncased vocab, the demo's. Not with model_garden.")
 flags.DEFINE_list("implementations", ["electra_tf", "torch", "model_garden"],
                   "Which to run (model_garden: skipped when its environment is missing).")
 
@@ -204,9 +210,16 @@ class TorchElectra:
             return {**metrics.pretraining_metrics(*collected), **probes.score(logits_fn, states_fn)}
 
 
+def save_torch(model, save_dir, vocab_file):
+    model.disc.save_pretrained(save_dir)
+    model.gen.save_pretrained(os.path.join(save_dir, "generator"))
+    shutil.copy(vocab_file, os.path.join(save_dir, "vocab.txt"))
+
+
 def run_torch(config, train_files, probes, points, save_dir, vocab_file):
     """[(step, metrics)] of one torch reference run; its discriminator is saved to `save_dir` (a Hugging Face
-    dir `run_finetuning.py --init_checkpoint` reads), its generator to `save_dir/generator`."""
+    dir `run_finetuning.py --init_checkpoint` reads), its generator to `save_dir/generator`, and so at each
+    earlier point to `<save_dir>_step<N>` (fine-tuning against pre-training steps)."""
     import torch
 
     torch.set_num_threads(os.cpu_count())
@@ -218,9 +231,9 @@ def run_torch(config, train_files, probes, points, save_dir, vocab_file):
         while model.updates < point:
             model.train_step(next(batches))
         curve.append((point, model.evaluate(probes)))
-    model.disc.save_pretrained(save_dir)
-    model.gen.save_pretrained(os.path.join(save_dir, "generator"))
-    shutil.copy(vocab_file, os.path.join(save_dir, "vocab.txt"))
+        if 0 < point < points[-1]:
+            save_torch(model, f"{save_dir}_step{point}", vocab_file)
+    save_torch(model, save_dir, vocab_file)
     return curve
 
 
@@ -300,10 +313,15 @@ def same_mask_table(config, batches, names):
 def main(argv):
     del argv
     base = cli.load_config(FLAGS)
-    data_dir = f"{FLAGS.data_dir}_{base.max_seq_length}"
-    vocab_file = pretraining_data.prepare_demo_data(data_dir, base.max_seq_length, base.do_lower_case)
-    train_files = pretraining_data.tfrecord_files(data_dir, pretraining_data.TRAIN_PREFIX)
-    eval_files = pretraining_data.tfrecord_files(data_dir, pretraining_data.EVAL_PREFIX)
+    if FLAGS.pretrain_data_dir:
+        if "model_garden" in FLAGS.implementations:
+            raise app.UsageError("--pretrain_data_dir: not with model_garden (it reads the demo data only); "
+                                 "pass --implementations=electra_tf,torch")
+        data_dir, vocab_file = FLAGS.pretrain_data_dir, pretraining_data.demo_vocab_file()
+    else:
+        data_dir = f"{FLAGS.data_dir}_{base.max_seq_length}"
+        vocab_file = pretraining_data.prepare_demo_data(data_dir, base.max_seq_length, base.do_lower_case)
+    train_files, eval_files = pretraining_data.train_and_eval_files(data_dir)
     probes = probes_lib.HealthProbes.from_files(eval_files, base, SPECIAL_IDS, seed=0)
     points = sorted({round(base.num_train_steps * f) for f in FRACTIONS})
     results = {}

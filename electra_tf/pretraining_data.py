@@ -28,6 +28,20 @@ def tfrecord_files(data_dir, prefix):
     return sorted(glob.glob(os.path.join(data_dir, f"{prefix}.tfrecord*")))
 
 
+def train_and_eval_files(data_dir):
+    """(train files, held-out eval files) of a TFRecord dir: its `eval_data` shards, or else its last training
+    shard held out, so that any implementation trained from the dir sees the same split."""
+    train_files = tfrecord_files(data_dir, TRAIN_PREFIX)
+    if not train_files:
+        raise ValueError(f"--data_dir={data_dir}: no {TRAIN_PREFIX}.tfrecord* files; build them "
+                         "with build_pretraining_dataset.py, or pass --demo to build the demo corpus there")
+    eval_files = tfrecord_files(data_dir, EVAL_PREFIX)
+    if not eval_files and len(train_files) > 1:
+        train_files, eval_files = train_files[:-1], train_files[-1:]
+        logging.info("holding out %s for evaluation", eval_files[0])
+    return train_files, eval_files
+
+
 def check_shards(files, max_seq_length, verify=True):
     """Checks shards before training; returns {path: record count} (None without `verify`).
 

@@ -134,6 +134,20 @@ def test_two_processes_build_the_examples_of_one_in_even_shards(tmp_path, vocab_
     assert (built[2].lines, built[2].documents, built[2].files) == (built[1].lines, built[1].documents, 2)
 
 
+def test_train_and_eval_split_is_the_eval_shards_or_else_the_last_training_shard(tmp_path):
+    with pytest.raises(ValueError, match=f"--data_dir={tmp_path}: no pretrain_data.tfrecord"):
+        pretraining_data.train_and_eval_files(str(tmp_path))
+    shards = [tmp_path / f"pretrain_data.tfrecord-{i}-of-3" for i in range(3)]
+    shards[0].touch()
+    assert pretraining_data.train_and_eval_files(str(tmp_path)) == ([str(shards[0])], [])  # Nothing to spare.
+    for shard in shards[1:]:
+        shard.touch()
+    assert pretraining_data.train_and_eval_files(str(tmp_path)) == ([str(s) for s in shards[:2]], [str(shards[2])])
+    (tmp_path / "eval_data.tfrecord-0-of-1").touch()
+    assert pretraining_data.train_and_eval_files(str(tmp_path)) == (
+        [str(s) for s in shards], [str(tmp_path / "eval_data.tfrecord-0-of-1")])
+
+
 def test_length_mismatch_names_file_and_lengths(demo_data_dir):
     files = pretraining_data.tfrecord_files(demo_data_dir, "pretrain_data")
     with pytest.raises(ValueError, match=r"pretrain_data.tfrecord-0-of-4: examples have length 64 but max_seq_length is 128"):
