@@ -42,6 +42,15 @@ def main(argv):
             total = model.compute_losses(f, model(f, training=True))[0]
         return [tf.convert_to_tensor(g) for g in tape.gradient(total, model.trainable_variables)]
 
+    def gradients_of(loss_fn, layers, *inputs):
+        """Gradients of a scalar w.r.t. the layers' weights and the given inputs: one part's backward pass."""
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            loss = loss_fn()
+        weights = {id(v): v for layer in layers for v in layer.trainable_variables}  # The tied embedding once.
+        # Weights the part does not use (the generator head uses only the token embedding) have no gradient.
+        return [tf.convert_to_tensor(g) for g in tape.gradient(loss, [*weights.values(), *inputs]) if g is not None]
+
     outputs = model(features, training=True)
     grads = forward_backward(features)
     print(f"jit_compile={jit}, batch {c.train_batch_size} x {c.max_seq_length}")
@@ -52,6 +61,11 @@ def main(argv):
     bench("generator head forward", lambda: model.generator_head(
         model.generator(ids, segments, mask), mask_positions=outputs["masked"]["positions"]))
     bench("discriminator encoder forward", lambda: model.discriminator(ids, segments, mask, training=True))
+    bench("discriminator encoder forward + backward", lambda: gradients_of(
+        lambda: tf.reduce_sum(model.discriminator(ids, segments, mask, training=True)), [model.discriminator]))
+    hidden = model.generator(ids, segments, mask)
+    bench("generator head forward + backward", lambda h: gradients_of(lambda: tf.reduce_sum(model.generator_head(
+        h, mask_positions=outputs["masked"]["positions"])), [model.generator_head, model.embeddings], h), hidden)
     bench("Gumbel sampling", lambda x: masking.gumbel_sample(
         x, masking.example_seeds(tf.constant([1, 2]), c.train_batch_size), c.temperature), outputs["mlm_logits"])
     bench("optimizer (clip, Adam + weight decay)", lambda g: optimization.apply_gradients(
