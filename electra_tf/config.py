@@ -14,6 +14,8 @@ from typing import Any, Mapping, Optional
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 TASKS_FILE = os.path.join(CONFIG_DIR, "finetuning", "tasks.json")
 OBJECTIVES = ("electra", "mlm")
+# A size file may say why it departs from the paper: {field: reason}, for readers, never applied.
+REASONS_KEY = "_why"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,7 +179,8 @@ class ElectraConfig:
                   task: Optional[str] = None) -> "ElectraConfig":
         """Loads `configs/<model_size>.json`, then applies `overrides`.
 
-        With a fine-tuning `task`, the file's `finetuning` values and the task's
+        The file's `_why` object (why a value departs from the paper) is read
+        past. With a fine-tuning `task`, the file's `finetuning` values and the task's
         entry in `configs/finetuning/tasks.json` (RTE and STS-B train for 10
         epochs) come before `overrides`, so flags still have the last word.
         """
@@ -185,6 +188,10 @@ class ElectraConfig:
         if not os.path.exists(path):
             raise ValueError(f"unknown model size {model_size!r}: choose one of {available_sizes()}")
         values = _read_json(path)
+        reasons = values.pop(REASONS_KEY, {})
+        unknown = sorted(set(reasons) - set(values))
+        if unknown:
+            raise ValueError(f"{path}: {REASONS_KEY} gives reasons for unknown key(s) {unknown}")
         if task is not None:
             values.update(values.get("finetuning", {}))
             values.update(_read_json(TASKS_FILE).get(task, {}))
