@@ -32,7 +32,9 @@ def main(argv):
         for _ in range(FLAGS.repeats):
             result = f(*args)
         tf.nest.map_structure(lambda x: x.numpy(), result)
-        print(f"{name:40s} {(time.time() - start) / FLAGS.repeats * 1000:8.1f} ms", flush=True)
+        seconds = (time.time() - start) / FLAGS.repeats
+        print(f"{name:40s} {seconds * 1000:8.1f} ms", flush=True)
+        return seconds
 
     features = dict(batch, seed=tf.constant([1, 2]))
     ids, mask, segments = batch["input_ids"], batch["input_mask"], batch["segment_ids"]
@@ -70,6 +72,31 @@ def main(argv):
         x, masking.example_seeds(tf.constant([1, 2]), c.train_batch_size), c.temperature), outputs["mlm_logits"])
     bench("optimizer (clip, Adam + weight decay)", lambda g: optimization.apply_gradients(
         model.optimizer, g, model.trainable_variables, c.clip_norm), grads)
+    dense_matmuls(c, bench)
+
+
+def dense_matmuls(c, bench):
+    """Times the step's dense-layer matmuls alone, at their own shapes, and prints the GFLOP/s they reach.
+
+    Both encoders' attention projections and FFNs, forward (x @ w) and backward (dy @ w^T, x^T @ dy), on random
+    tensors: a ceiling for any implementation of this step on this CPU, whatever it does around the matmuls.
+    """
+    tokens = c.train_batch_size * c.max_seq_length
+    shapes = []
+    for hidden, intermediate, layers in ((c.hidden_size, c.intermediate_size, c.num_hidden_layers),
+                                         (c.generator_hidden, c.generator_intermediate, c.generator_num_layers)):
+        shapes += layers * ([(hidden, hidden)] * 4 + [(hidden, intermediate), (intermediate, hidden)])
+    weights = [tf.random.normal(shape) for shape in shapes]
+    inputs = [tf.random.normal((tokens, n_in)) for n_in, _ in shapes]
+    grads = [tf.random.normal((tokens, n_out)) for _, n_out in shapes]
+
+    def matmuls(weights, inputs, grads):
+        return [(tf.matmul(x, w), tf.matmul(dy, w, transpose_b=True), tf.matmul(x, dy, transpose_a=True))
+                for w, x, dy in zip(weights, inputs, grads)]
+
+    seconds = bench("dense matmuls alone (fwd + bwd shapes)", matmuls, weights, inputs, grads)
+    flops = sum(3 * 2 * tokens * n_in * n_out for n_in, n_out in shapes)
+    print(f"{'  their GFLOP/s':40s} {flops / seconds / 1e9:8.1f} ({flops / 1e9:.1f} GFLOP)")
 
 
 if __name__ == "__main__":
