@@ -2,10 +2,12 @@
 
     python benchmarks/step_breakdown.py --max_seq_length=64 --train_batch_size=64
     python benchmarks/step_breakdown.py --jit_compile=true
+    python benchmarks/step_breakdown.py --model_size=small --train_batch_size=32 --jit_compile=true --only_matmuls
 
 BENCHMARKS.md records the figures and the commands.
 """
 
+import os
 import time
 
 from absl import app
@@ -18,6 +20,7 @@ from electra_tf import masking
 from electra_tf import optimization
 
 flags.DEFINE_integer("repeats", 10, "Timed calls per part.")
+flags.DEFINE_boolean("only_matmuls", False, "Time only the step's dense matmuls (TensorFlow, and torch's GEMMs).")
 
 
 def main(argv):
@@ -36,6 +39,9 @@ def main(argv):
         print(f"{name:40s} {seconds * 1000:8.1f} ms", flush=True)
         return seconds
 
+    if FLAGS.only_matmuls:
+        return dense_matmuls(c, bench)
+
     features = dict(batch, seed=tf.constant([1, 2]))
     ids, mask, segments = batch["input_ids"], batch["input_mask"], batch["segment_ids"]
 
@@ -44,14 +50,16 @@ def main(argv):
             total = model.compute_losses(f, model(f, training=True))[0]
         return [tf.convert_to_tensor(g) for g in tape.gradient(total, model.trainable_variables)]
 
-    def gradients_of(loss_fn, layers, *inputs):
-        """Gradients of a scalar w.r.t. the layers' weights and the given inputs: one part's backward pass."""
+    def gradients_of(forward_fn, upstream, layers, *inputs):
+        """One part's backward pass: the gradients w.r.t. the layers' weights and the given inputs of its output
+        dotted with a fixed random tensor (a plain sum would let XLA fold the first matmul of the backward)."""
         with tf.GradientTape() as tape:
             tape.watch(inputs)
-            loss = loss_fn()
+            loss = tf.reduce_sum(forward_fn() * upstream)
         weights = {id(v): v for layer in layers for v in layer.trainable_variables}  # The tied embedding once.
         # Weights the part does not use (the generator head uses only the token embedding) have no gradient.
-        return [tf.convert_to_tensor(g) for g in tape.gradient(loss, [*weights.values(), *inputs]) if g is not None]
+        grads = [tf.convert_to_tensor(g) for g in tape.gradient(loss, [*weights.values(), *inputs]) if g is not None]
+        return [loss, *grads]  # The loss too: else XLA drops a forward whose last op is linear (the head's).
 
     outputs = model(features, training=True)
     grads = forward_backward(features)
@@ -60,14 +68,17 @@ def main(argv):
     bench("forward + backward", forward_backward, features)
     bench("forward", lambda f: model(f, training=True)["disc_logits"], features)
     bench("generator encoder forward", lambda: model.generator(ids, segments, mask, training=True))
-    bench("generator head forward", lambda: model.generator_head(
-        model.generator(ids, segments, mask), mask_positions=outputs["masked"]["positions"]))
-    bench("discriminator encoder forward", lambda: model.discriminator(ids, segments, mask, training=True))
-    bench("discriminator encoder forward + backward", lambda: gradients_of(
-        lambda: tf.reduce_sum(model.discriminator(ids, segments, mask, training=True)), [model.discriminator]))
     hidden = model.generator(ids, segments, mask)
-    bench("generator head forward + backward", lambda h: gradients_of(lambda: tf.reduce_sum(model.generator_head(
-        h, mask_positions=outputs["masked"]["positions"])), [model.generator_head, model.embeddings], h), hidden)
+    positions = outputs["masked"]["positions"]
+    bench("generator head forward", lambda h: model.generator_head(h, mask_positions=positions), hidden)
+    bench("discriminator encoder forward", lambda: model.discriminator(ids, segments, mask, training=True))
+    disc_upstream = tf.random.normal(model.discriminator(ids, segments, mask).shape)
+    bench("discriminator encoder forward + backward", lambda: gradients_of(
+        lambda: model.discriminator(ids, segments, mask, training=True), disc_upstream, [model.discriminator]))
+    head_upstream = tf.random.normal(outputs["mlm_logits"].shape)
+    bench("generator head forward + backward", lambda h: gradients_of(
+        lambda: model.generator_head(h, mask_positions=positions), head_upstream,
+        [model.generator_head, model.embeddings], h), hidden)
     bench("Gumbel sampling", lambda x: masking.gumbel_sample(
         x, masking.example_seeds(tf.constant([1, 2]), c.train_batch_size), c.temperature), outputs["mlm_logits"])
     bench("optimizer (clip, Adam + weight decay)", lambda g: optimization.apply_gradients(
@@ -97,6 +108,18 @@ def dense_matmuls(c, bench):
     seconds = bench("dense matmuls alone (fwd + bwd shapes)", matmuls, weights, inputs, grads)
     flops = sum(3 * 2 * tokens * n_in * n_out for n_in, n_out in shapes)
     print(f"{'  their GFLOP/s':40s} {flops / seconds / 1e9:8.1f} ({flops / 1e9:.1f} GFLOP)")
+    import torch  # The strongest peer's GEMMs (MKL) on the same shapes: what the same matmuls can cost here.
+
+    torch.set_num_threads(os.cpu_count())
+    weights, inputs, grads = ([torch.from_numpy(t.numpy()) for t in ts] for ts in (weights, inputs, grads))
+    run = lambda: [(x @ w, dy @ w.T, x.T @ dy) for w, x, dy in zip(weights, inputs, grads)]  # noqa: E731
+    run()
+    start = time.time()
+    for _ in range(FLAGS.repeats):
+        run()
+    seconds = (time.time() - start) / FLAGS.repeats
+    print(f"{'the same in torch':40s} {seconds * 1000:8.1f} ms")
+    print(f"{'  their GFLOP/s':40s} {flops / seconds / 1e9:8.1f}")
 
 
 if __name__ == "__main__":
