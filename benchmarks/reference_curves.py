@@ -66,7 +66,8 @@ flags.DEFINE_integer("mask_seeds", 5, "Mask draws on which the saved end-point p
                      "scored together, as score_generators.py does (0: skip).")
 flags.DEFINE_string("pretrain_data_dir", None, "Train on this dir's TFRecords (build_pretraining_dataset.py's; "
                     "its eval_data shards, else its last shard, held out for the probes, as run_pretraining.py "
-                    "does) instead of the demo corpus; built with BERT's uncased vocab, the demo's. Not with model_garden.")
+                    "does) instead of the demo corpus; built with BERT's uncased vocab, the demo's. "
+                    "Not with model_garden.")
 flags.DEFINE_list("implementations", ["electra_tf", "torch", "model_garden"],
                   "Which to run (model_garden: skipped when its environment is missing).")
 
@@ -321,7 +322,8 @@ def main(argv):
     else:
         data_dir = f"{FLAGS.data_dir}_{base.max_seq_length}"
         vocab_file = pretraining_data.prepare_demo_data(data_dir, base.max_seq_length, base.do_lower_case)
-    train_files, eval_files = pretraining_data.train_and_eval_files(data_dir)
+    train_files, eval_files = pretraining_data.train_and_eval_files(
+        data_dir, "--pretrain_data_dir" if FLAGS.pretrain_data_dir else "--data_dir")
     probes = probes_lib.HealthProbes.from_files(eval_files, base, SPECIAL_IDS, seed=0)
     points = sorted({round(base.num_train_steps * f) for f in FRACTIONS})
     results = {}

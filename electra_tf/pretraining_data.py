@@ -28,12 +28,13 @@ def tfrecord_files(data_dir, prefix):
     return sorted(glob.glob(os.path.join(data_dir, f"{prefix}.tfrecord*")))
 
 
-def train_and_eval_files(data_dir):
+def train_and_eval_files(data_dir, flag="--data_dir"):
     """(train files, held-out eval files) of a TFRecord dir: its `eval_data` shards, or else its last training
-    shard held out, so that any implementation trained from the dir sees the same split."""
+    shard held out, so that any implementation trained from the dir sees the same split. `flag` names the dir's
+    flag in the error when it holds no shards."""
     train_files = tfrecord_files(data_dir, TRAIN_PREFIX)
     if not train_files:
-        raise ValueError(f"--data_dir={data_dir}: no {TRAIN_PREFIX}.tfrecord* files; build them "
+        raise ValueError(f"{flag}={data_dir}: no {TRAIN_PREFIX}.tfrecord* files; build them "
                          "with build_pretraining_dataset.py, or pass --demo to build the demo corpus there")
     eval_files = tfrecord_files(data_dir, EVAL_PREFIX)
     if not eval_files and len(train_files) > 1:
