@@ -30,14 +30,8 @@ def main(argv):
 
     def bench(name, fn, *args):
         f = tf.function(fn, jit_compile=jit)
-        f(*args)
-        start = time.time()
-        for _ in range(FLAGS.repeats):
-            result = f(*args)
-        tf.nest.map_structure(lambda x: x.numpy(), result)
-        seconds = (time.time() - start) / FLAGS.repeats
-        print(f"{name:40s} {seconds * 1000:8.1f} ms", flush=True)
-        return seconds
+        # The results' values are read so that the time includes finishing the last call.
+        return timed(name, lambda: tf.nest.map_structure(lambda x: x.numpy(), f(*args)))
 
     if FLAGS.only_matmuls:
         return dense_matmuls(c, bench)
@@ -86,11 +80,23 @@ def main(argv):
     dense_matmuls(c, bench)
 
 
+def timed(name, call):
+    """Prints and returns the seconds per call of `call` over --repeats calls, after one untimed call."""
+    call()
+    start = time.time()
+    for _ in range(FLAGS.repeats):
+        call()
+    seconds = (time.time() - start) / FLAGS.repeats
+    print(f"{name:40s} {seconds * 1000:8.1f} ms", flush=True)
+    return seconds
+
+
 def dense_matmuls(c, bench):
     """Times the step's dense-layer matmuls alone, at their own shapes, and prints the GFLOP/s they reach.
 
     Both encoders' attention projections and FFNs, forward (x @ w) and backward (dy @ w^T, x^T @ dy), on random
-    tensors: a ceiling for any implementation of this step on this CPU, whatever it does around the matmuls.
+    tensors, in TensorFlow (as `bench` compiles) and in torch: what the step's matmuls cost here, whatever an
+    implementation does around them.
     """
     tokens = c.train_batch_size * c.max_seq_length
     shapes = []
@@ -112,13 +118,8 @@ def dense_matmuls(c, bench):
 
     torch.set_num_threads(os.cpu_count())
     weights, inputs, grads = ([torch.from_numpy(t.numpy()) for t in ts] for ts in (weights, inputs, grads))
-    run = lambda: [(x @ w, dy @ w.T, x.T @ dy) for w, x, dy in zip(weights, inputs, grads)]  # noqa: E731
-    run()
-    start = time.time()
-    for _ in range(FLAGS.repeats):
-        run()
-    seconds = (time.time() - start) / FLAGS.repeats
-    print(f"{'the same in torch':40s} {seconds * 1000:8.1f} ms")
+    seconds = timed("the same in torch", lambda: [(x @ w, dy @ w.T, x.T @ dy)
+                                                  for w, x, dy in zip(weights, inputs, grads)])
     print(f"{'  their GFLOP/s':40s} {flops / seconds / 1e9:8.1f}")
 
 
