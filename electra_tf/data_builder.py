@@ -117,10 +117,27 @@ class ExampleBuilder:
         }
 
 
-def serialize_example(example):
-    import tensorflow as tf  # Only in workers (see the module's docstring); a no-op after the first call.
-    feature = {k: tf.train.Feature(int64_list=tf.train.Int64List(value=example[k])) for k in FEATURES}
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+class ExampleSerializer:
+    """Serialises example dicts as `tf.train.Example`s, refilling one message instead of building three
+    `Feature`s per example (a third of a build's time went to building them). Keys are written sorted, so
+    the bytes are the same in every process.
+
+    Example:
+    ```python
+    serialize = ExampleSerializer()
+    record = serialize({"input_ids": [101, 102, 0], "input_mask": [1, 1, 0], "segment_ids": [0, 0, 0]})
+    ```
+    """
+
+    def __init__(self):
+        import tensorflow as tf  # Only in workers (see the module's docstring).
+        self._message = tf.train.Example()
+        self._values = [self._message.features.feature[k].int64_list.value for k in FEATURES]
+
+    def __call__(self, example):
+        for values, key in zip(self._values, FEATURES):
+            values[:] = example[key]
+        return self._message.SerializeToString(deterministic=True)
 
 
 def read_lines(path, stats, start=0, end=None):
@@ -188,6 +205,7 @@ def _write_job(job):
     tokenizer = tokenization.WordPieceTokenizer(settings["vocab_file"], lower_case=settings["do_lower_case"])
     builder = ExampleBuilder(settings["max_seq_length"], tokenizer.cls_id, tokenizer.sep_id,
                              random.Random(settings["seed"]))
+    serialize = ExampleSerializer()
     stats = BuildStats()
     with contextlib.ExitStack() as stack:
         writers = [stack.enter_context(records.atomic_writer(p)) for p in shard_paths]
@@ -205,7 +223,7 @@ def _write_job(job):
                     pending_doc = True
                     example = builder.add_sentence(ids)
                 if example is not None:
-                    writers[stats.examples % len(writers)].write(serialize_example(example))
+                    writers[stats.examples % len(writers)].write(serialize(example))
                     stats.examples += 1
                     stats.tokens += sum(example["input_mask"])
     with open(manifest, "w") as f:

@@ -65,6 +65,19 @@ def test_document_end_flushes_and_long_sentences_are_truncated():
     assert n == 16 and ids[15] == SEP
 
 
+def test_the_serializer_refills_its_message_and_writes_what_a_new_example_would():
+    serialize = data_builder.ExampleSerializer()
+    examples = [{"input_ids": [CLS, 7, 8, SEP], "input_mask": [1, 1, 1, 1], "segment_ids": [0, 0, 1, 1]},
+                {"input_ids": [CLS, 30000, SEP, 0], "input_mask": [1, 1, 1, 0], "segment_ids": [0, 0, 0, 0]}]
+    for example in examples:  # The second must not keep any of the first's values.
+        fresh = tf.train.Example(features=tf.train.Features(feature={
+            k: tf.train.Feature(int64_list=tf.train.Int64List(value=example[k])) for k in pretraining_data.FEATURES}))
+        record = serialize(example)
+        assert record == fresh.SerializeToString(deterministic=True)
+        parsed = tf.train.Example.FromString(record).features.feature
+        assert {k: list(parsed[k].int64_list.value) for k in pretraining_data.FEATURES} == example
+
+
 def test_build_writes_sharded_records_and_reader_streams_batches(tmp_path, vocab_file):
     corpus = tmp_path / "corpus"
     corpus.mkdir()

@@ -23,9 +23,10 @@ LENGTH = 16
 
 def _shard(path, count, length=LENGTH):
     example = {"input_ids": [101] + [7] * (length - 2) + [102], "input_mask": [1] * length, "segment_ids": [0] * length}
+    serialize = data_builder.ExampleSerializer()
     with records.atomic_writer(str(path)) as writer:
         for _ in range(count):
-            writer.write(data_builder.serialize_example(example))
+            writer.write(serialize(example))
     return str(path)
 
 
