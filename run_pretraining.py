@@ -62,7 +62,8 @@ def resolve_data(config):
     if FLAGS.data_dir is None or FLAGS.demo:
         vocab_file = pretraining_data.prepare_demo_data(
             data_dir, config.max_seq_length, config.do_lower_case, seed=config.seed)
-    train_files, eval_files = pretraining_data.train_and_eval_files(data_dir)
+    train_files, eval_files = pretraining_data.train_and_eval_files(
+        data_dir, hint=", or pass --demo to build the demo corpus there")
     counts = pretraining_data.check_shards(train_files + eval_files, config.max_seq_length, FLAGS.verify_data)
     return train_files, eval_files, vocab_file or pretraining_data.demo_vocab_file(), counts
 

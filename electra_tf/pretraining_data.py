@@ -28,14 +28,14 @@ def tfrecord_files(data_dir, prefix):
     return sorted(glob.glob(os.path.join(data_dir, f"{prefix}.tfrecord*")))
 
 
-def train_and_eval_files(data_dir, flag="--data_dir"):
+def train_and_eval_files(data_dir, flag="--data_dir", hint=""):
     """(train files, held-out eval files) of a TFRecord dir: its `eval_data` shards, or else its last training
     shard held out, so that any implementation trained from the dir sees the same split. `flag` names the dir's
-    flag in the error when it holds no shards."""
+    flag in the error when it holds no shards, and `hint` adds the caller's own way out."""
     train_files = tfrecord_files(data_dir, TRAIN_PREFIX)
     if not train_files:
         raise ValueError(f"{flag}={data_dir}: no {TRAIN_PREFIX}.tfrecord* files; build them "
-                         "with build_pretraining_dataset.py, or pass --demo to build the demo corpus there")
+                         f"with build_pretraining_dataset.py{hint}")
     eval_files = tfrecord_files(data_dir, EVAL_PREFIX)
     if not eval_files and len(train_files) > 1:
         train_files, eval_files = train_files[:-1], train_files[-1:]
