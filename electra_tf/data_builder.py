@@ -15,6 +15,7 @@ import json
 import multiprocessing
 import os
 import random
+import time
 
 from absl import logging
 
@@ -23,12 +24,15 @@ TRAIN_PREFIX = "pretrain_data"
 EVAL_PREFIX = "eval_data"
 # Lines are tokenised in batches: one tf-text call per chunk instead of per line.
 _TOKENIZE_CHUNK = 4096
+# Each worker logs how far it is this often (a large corpus takes hours).
+PROGRESS_SECONDS = 60
 
 
 @dataclasses.dataclass
 class BuildStats:
     """What a build read and wrote; nothing is dropped without being counted here."""
     files: int = 0
+    bytes: int = 0
     lines: int = 0
     invalid_utf8_lines: int = 0
     empty_after_tokenization: int = 0
@@ -149,6 +153,7 @@ def read_lines(path, stats, start=0, end=None):
             if not raw:
                 break
             stats.lines += 1
+            stats.bytes += len(raw)
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError:
@@ -207,6 +212,7 @@ def _write_job(job):
                              random.Random(settings["seed"]))
     serialize = ExampleSerializer()
     stats = BuildStats()
+    total_bytes, last_report = sum(end - start for _, start, end in pieces), time.monotonic()
     with contextlib.ExitStack() as stack:
         writers = [stack.enter_context(records.atomic_writer(p)) for p in shard_paths]
         for piece in pieces:
@@ -226,6 +232,11 @@ def _write_job(job):
                     writers[stats.examples % len(writers)].write(serialize(example))
                     stats.examples += 1
                     stats.tokens += sum(example["input_mask"])
+                    if time.monotonic() - last_report >= PROGRESS_SECONDS:
+                        last_report = time.monotonic()
+                        logging.info("%s: %.1f of %.1f MB read, %d examples written",
+                                     os.path.basename(manifest)[1:-len(".json")],
+                                     stats.bytes / 1e6, total_bytes / 1e6, stats.examples)
     with open(manifest, "w") as f:
         json.dump({"sources": _fingerprint(pieces, settings), "shards": shard_paths, "settings": settings,
                    "stats": dataclasses.asdict(stats)}, f)
@@ -364,7 +375,9 @@ def build_pretraining_dataset(corpus_dir, vocab_file, output_dir, max_seq_length
     else:
         # spawn: workers start clean (forking a process that has loaded TF can
         # deadlock) and load TF at the same time, once each.
-        with multiprocessing.get_context("spawn").Pool(num_processes) as pool:
+        # The workers log (their progress) at the parent's verbosity; a spawned process starts at absl's default.
+        with multiprocessing.get_context("spawn").Pool(num_processes, initializer=logging.set_verbosity,
+                                                       initargs=(logging.get_verbosity(),)) as pool:
             results = pool.map(_write_job, jobs)
     stats = BuildStats()
     for r in results:
@@ -374,8 +387,8 @@ def build_pretraining_dataset(corpus_dir, vocab_file, output_dir, max_seq_length
 
 
 def log_build_stats(stats, where):
-    logging.info("%s: %d files, %d lines, %d documents -> %d examples, %d tokens",
-                 where, stats.files, stats.lines, stats.documents, stats.examples, stats.tokens)
+    logging.info("%s: %d files (%.1f MB), %d lines, %d documents -> %d examples, %d tokens",
+                 where, stats.files, stats.bytes / 1e6, stats.lines, stats.documents, stats.examples, stats.tokens)
     if stats.invalid_utf8_lines:
         logging.warning("%s: %d lines had invalid UTF-8; the bad bytes were replaced with U+FFFD",
                         where, stats.invalid_utf8_lines)

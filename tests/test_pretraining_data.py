@@ -1,3 +1,4 @@
+import logging
 import os
 import random
 
@@ -96,6 +97,20 @@ def test_build_writes_sharded_records_and_reader_streams_batches(tmp_path, vocab
     batch = next(iter(pretraining_data.make_dataset(files, 4, 32, is_training=True)))
     assert {k: (v.shape, v.dtype) for k, v in batch.items()} == {k: ((4, 32), tf.int32) for k in pretraining_data.FEATURES}
     assert (batch["input_ids"][:, 0].numpy() == 101).all()
+
+
+def test_a_worker_logs_its_progress_in_bytes_and_examples(tmp_path, vocab_file, monkeypatch, caplog):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("The cat sat on the mat.\nIt was happy.\n\n" * 40, encoding="utf-8")
+    monkeypatch.setattr(data_builder, "PROGRESS_SECONDS", 0)
+    with caplog.at_level(logging.INFO):
+        stats = data_builder.build_pretraining_dataset(str(corpus), vocab_file, str(tmp_path / "out"),
+                                                       max_seq_length=16, num_out_files=1)
+    assert stats.bytes == os.path.getsize(corpus / "a.txt")
+    reports = [r.getMessage() for r in caplog.records if "MB read" in r.getMessage()]
+    assert len(reports) == stats.examples > 0
+    assert reports[-1] == f"pretrain_data.build-0-of-1: 0.0 of 0.0 MB read, {stats.examples} examples written"
 
 
 def test_the_corpus_is_cut_into_equal_runs_at_document_ends(tmp_path):
