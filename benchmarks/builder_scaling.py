@@ -49,7 +49,7 @@ flags.DEFINE_string("authors_dir", None, "A google-research/electra checkout: ti
 flags.mark_flag_as_required("corpus_dir")
 FLAGS = flags.FLAGS
 
-_LOOP = "import sys\ns = 0\nfor i in range({}): s += i\n"
+_LOOP = "s = 0\nfor i in range({}): s += i\n"
 _STARTUP = "from electra_tf import records, tokenization\ntokenization.WordPieceTokenizer({!r})\n"
 
 
@@ -72,9 +72,11 @@ def build_command(vocab, output_dir, processes):
 
 
 def count_records(output_dir):
-    import tensorflow as tf  # Only here: the timed commands run in their own processes.
-    files = tf.io.gfile.glob(os.path.join(output_dir, "*tfrecord*"))
-    return sum(1 for f in files for _ in tf.data.TFRecordDataset(f))
+    """Records in a build's shards (the authors' script names them as electra_tf does), read through."""
+    # Loads TensorFlow, in this process only: the timed commands run in their own.
+    from electra_tf import pretraining_data
+    from electra_tf import records
+    return sum(records.verify(pretraining_data.tfrecord_files(output_dir, pretraining_data.TRAIN_PREFIX)).values())
 
 
 def main(argv):
