@@ -4,12 +4,24 @@ from setuptools import find_packages, setup
 
 setup(
     name="electra_tf",
-    version="0.1.0",
+    version="0.2.0",
     description="ELECTRA (Clark et al., ICLR 2020) for TensorFlow 2 and Keras 3",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    packages=find_packages(include=["electra_tf", "electra_tf.*"]),
-    package_data={"electra_tf": ["py.typed"]},
+    # configs/ stays at the top of the checkout, the one source of hyper-parameters;
+    # the wheel carries it as electra_tf/configs (read by electra_tf.paths).
+    packages=find_packages(include=["electra_tf", "electra_tf.*"]) + ["electra_tf.configs"],
+    package_dir={"electra_tf.configs": "configs"},
+    package_data={"electra_tf": ["py.typed"], "electra_tf.configs": ["*.json", "finetuning/*.json"]},
+    entry_points={
+        "console_scripts": [
+            "electra-pretrain = electra_tf.commands.pretrain:run",
+            "electra-finetune = electra_tf.commands.finetune:run",
+            "electra-build-data = electra_tf.commands.build_data:run",
+            "electra-export = electra_tf.commands.export:run",
+            "electra-convert = electra_tf.commands.convert:run",
+        ],
+    },
     python_requires=">=3.10",
     install_requires=[
         "tensorflow>=2.21,<2.22",

@@ -7,4 +7,4 @@ import os
 # loads, so it is set here, before any module of the package imports it.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

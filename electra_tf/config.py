@@ -11,8 +11,8 @@ import json
 import os
 from typing import Any, Mapping, Optional
 
-CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
-TASKS_FILE = os.path.join(CONFIG_DIR, "finetuning", "tasks.json")
+from electra_tf import paths
+
 OBJECTIVES = ("electra", "mlm")
 # A size file may say why it departs from the paper: {field: reason}, for readers, never applied.
 REASONS_KEY = "_why"
@@ -184,7 +184,7 @@ class ElectraConfig:
         entry in `configs/finetuning/tasks.json` (RTE and STS-B train for 10
         epochs) come before `overrides`, so flags still have the last word.
         """
-        path = os.path.join(CONFIG_DIR, f"{model_size}.json")
+        path = os.path.join(paths.config_dir(), f"{model_size}.json")
         if not os.path.exists(path):
             raise ValueError(f"unknown model size {model_size!r}: choose one of {available_sizes()}")
         values = _read_json(path)
@@ -194,13 +194,13 @@ class ElectraConfig:
             raise ValueError(f"{path}: {REASONS_KEY} gives reasons for unknown key(s) {unknown}")
         if task is not None:
             values.update(values.get("finetuning", {}))
-            values.update(_read_json(TASKS_FILE).get(task, {}))
+            values.update(_read_json(os.path.join(paths.config_dir(), "finetuning", "tasks.json")).get(task, {}))
         values.update(overrides or {})
         return cls.from_dict(values, source=f"{path} with overrides")
 
 
 def available_sizes():
-    return sorted(f[:-5] for f in os.listdir(CONFIG_DIR) if f.endswith(".json"))
+    return sorted(f[:-5] for f in os.listdir(paths.config_dir()) if f.endswith(".json"))
 
 
 def parse_hparams(hparams: Optional[str]) -> dict:

@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from electra_tf import config as config_lib
+from electra_tf import paths
 from electra_tf.config import ElectraConfig, available_sizes, parse_hparams
 
 
@@ -23,11 +23,11 @@ def test_all_sizes_load_with_paper_values():
 
 
 def test_size_files_say_why_they_depart_and_the_reasons_are_not_applied(tmp_path, monkeypatch):
-    tiny = json.load(open(os.path.join(config_lib.CONFIG_DIR, "tiny.json")))
+    tiny = json.load(open(os.path.join(paths.config_dir(), "tiny.json")))
     assert {"learning_rate", "disc_output_bias"} <= set(tiny["_why"])
     assert ElectraConfig.from_size("tiny").learning_rate == tiny["learning_rate"]
     (tmp_path / "odd.json").write_text(json.dumps({**tiny, "_why": {"no_such_field": "a reason"}}))
-    monkeypatch.setattr(config_lib, "CONFIG_DIR", str(tmp_path))
+    monkeypatch.setattr(paths, "config_dir", lambda: str(tmp_path))
     with pytest.raises(ValueError, match=r"odd.json: _why gives reasons for unknown key\(s\) \['no_such_field'\]"):
         ElectraConfig.from_size("odd")
 

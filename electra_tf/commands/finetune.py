@@ -1,0 +1,166 @@
+"""Fine-tunes a pre-trained ELECTRA discriminator on GLUE, SQuAD or your own labelled text.
+
+GLUE, from the standard download (or TensorFlow Datasets with --tfds_name):
+
+    python run_finetuning.py --task=mrpc --data_dir=glue_data --init_checkpoint=runs/pretrain_small_electra \
+        --model_size=small --model_dir=runs/mrpc
+
+Your own TSV/CSV (labels are collected from the training file):
+
+    python run_finetuning.py --task=text_classification --train_file=train.tsv --dev_file=dev.tsv \
+        --text_a_column=1 --label_column=0 --init_checkpoint=runs/pretrain_tiny_electra --model_dir=runs/mine
+
+SQuAD 2.0 (squad) or 1.1 (squadv1), official JSON files (train.json, dev.json under --data_dir):
+
+    python run_finetuning.py --task=squad --data_dir=squad_v2 --init_checkpoint=models/electra_small \
+        --model_size=small --model_dir=runs/squad
+
+Hyper-parameters come from the `finetuning` values of configs/<size>.json
+(and configs/finetuning/tasks.json: 10 epochs for RTE and STS-B; seq 512 for SQuAD), then
+--hparams, then flags. Each trial trains in <model_dir>/trial_<k> (re-running
+resumes it); dev metrics of every trial and their median go to
+<model_dir>/results.json.
+"""
+
+import dataclasses
+import json
+import os
+import sys
+
+from absl import flags
+from absl import logging
+
+from electra_tf import checkpoint_interop
+from electra_tf import cli
+from electra_tf import commands
+from electra_tf import distribution
+from electra_tf import pretraining_data
+from electra_tf import squad
+from electra_tf import tasks
+from electra_tf import tokenization
+from electra_tf import trials
+
+cli.define_config_flags()
+cli.define_run_flags()
+flags.DEFINE_string("task", None, f"One of {list(tasks.TASK_NAMES) + list(squad.TASKS)} (GLUE's names sst2, "
+                    "stsb work too; squad is SQuAD 2.0, squadv1 SQuAD 1.1).")
+flags.DEFINE_string("data_dir", None, "The GLUE download (CoLA/, SST-2/, ... or the authors' cola/, sst/, ...).")
+flags.DEFINE_string("tfds_name", None, "Read the task from TensorFlow Datasets instead (e.g. glue/sst2).")
+flags.DEFINE_string("tfds_data_dir", None, "TensorFlow Datasets data dir (default: TFDS's).")
+flags.DEFINE_string("init_checkpoint", None, "Pre-trained weights: a run_pretraining.py model dir or one of "
+                    "its checkpoints (<model_dir>/ckpt-400), an electra_tf or Hugging Face model dir, or an "
+                    "authors' TF1 checkpoint. Unset: random init.")
+flags.DEFINE_string("vocab_file", None, "WordPiece vocab. Unset: the init checkpoint's vocab.txt, else the "
+                    "BERT uncased vocab of the released models.")
+flags.DEFINE_string("model_dir", None, "Output dir. Unset: runs/finetune_<task>.")
+flags.DEFINE_integer("num_trials", 1, "Fine-tune this many times with different seeds; report each and the median.")
+flags.DEFINE_boolean("predict", False, "Write test-set predictions (index<TAB>prediction, GLUE's file names).")
+flags.DEFINE_boolean("layerwise_lr_off_by_one", False, "Reproduce the authors' code, which gives the top layer "
+                     "decay^2 instead of decay^1 (every layer one extra factor).")
+flags.DEFINE_boolean("double_unordered", True, "Add MRPC and STS-B training pairs again in swapped order.")
+flags.DEFINE_string("train_file", None, "text_classification/text_regression: the labelled training TSV or CSV; "
+                    "squad/squadv1: a training file in SQuAD's JSON format (default: <data_dir>/train.json).")
+flags.DEFINE_string("dev_file", None, "text_classification/text_regression: labelled evaluation file; "
+                    "squad/squadv1: the evaluation JSON (default: <data_dir>/dev.json).")
+flags.DEFINE_string("test_file", None, "text_classification/text_regression: unlabelled file for --predict.")
+flags.DEFINE_string("text_a_column", "0", "Column of the text: an index (0-based, negative from the end) "
+                    "or, with --header, a name.")
+flags.DEFINE_string("text_b_column", None, "Column of the second text of a pair, if any.")
+flags.DEFINE_string("label_column", "1", "Column of the label or numeric target.")
+flags.DEFINE_boolean("header", False, "The files' first line is a header.")
+flags.DEFINE_string("delimiter", None, "Field delimiter (default: ',' for .csv, tab otherwise).")
+flags.DEFINE_boolean("joint_prediction", False, "squad/squadv1: the authors' head, predicting the end conditioned "
+                     "on the start (beam of qa_beam_size starts).")
+flags.DEFINE_boolean("answerable_classifier", True, "squad: add the no-answer classifier on [CLS] "
+                     "(loss weight answerable_weight).")
+FLAGS = flags.FLAGS
+
+
+def load_task():
+    if FLAGS.task is None:
+        raise ValueError(f"--task is required: one of {list(tasks.TASK_NAMES) + list(squad.TASKS)}")
+    name = tasks.canonical_name(FLAGS.task)
+    if name in tasks.GENERIC_TASKS:
+        return tasks.generic_task(
+            FLAGS.train_file, FLAGS.text_a_column, FLAGS.label_column, FLAGS.text_b_column, FLAGS.header,
+            regression=name == "text_regression", delimiter=FLAGS.delimiter, dev_file=FLAGS.dev_file,
+            test_file=FLAGS.test_file)
+    try:
+        task = tasks.get_task(name)
+    except ValueError as e:
+        raise ValueError(f"{e}, or SQuAD's {list(squad.TASKS)}") from None
+    return task if FLAGS.double_unordered else dataclasses.replace(task, double_unordered=False)
+
+
+def resolve_vocab():
+    if FLAGS.vocab_file:
+        return FLAGS.vocab_file
+    model_dir = FLAGS.init_checkpoint and checkpoint_interop.model_dir_of(FLAGS.init_checkpoint)
+    if model_dir and os.path.isfile(os.path.join(model_dir, "vocab.txt")):
+        return os.path.join(model_dir, "vocab.txt")
+    return pretraining_data.demo_vocab_file()
+
+
+def read_features(task, split, tokenizer, config):
+    examples = tasks.read_task_examples(task, split, FLAGS.data_dir, FLAGS.tfds_name, FLAGS.tfds_data_dir)
+    features = tasks.featurize(examples, tokenizer, config.max_seq_length, task.label_ids())
+    logging.info("%s %s: %d examples (%d truncated to %d tokens)", task.name, split, len(examples),
+                 features["truncated"], config.max_seq_length)
+    return examples, features
+
+
+def read_data(task, config, tokenizer):
+    """{split: (examples, features)}: train, the dev splits, and with --predict the test splits."""
+    data = {}
+    for split in ["train"] + task.eval_splits + (task.test_splits if FLAGS.predict else []):
+        if split != "train" and task.name in tasks.GENERIC_TASKS and split not in dict(task.splits):
+            continue  # The user's dev and test files are optional.
+        data[split] = read_features(task, split, tokenizer, config)
+    return data
+
+
+def main(argv):
+    del argv
+    qa = FLAGS.task is not None and FLAGS.task.lower() in squad.TASKS
+    task = None if qa else load_task()
+    name = FLAGS.task.lower() if qa else task.name
+    config = cli.load_config(FLAGS, task=name)
+    cli.set_determinism(FLAGS)
+    cli.set_precision(FLAGS)
+    strategy = cli.get_strategy(FLAGS)
+    distribution.describe(strategy, config.train_batch_size)
+    if config.gradient_accumulation_steps != 1:
+        raise ValueError("--gradient_accumulation_steps is not supported by fine-tuning; lower "
+                         "--train_batch_size or use more replicas")
+    if FLAGS.num_trials < 1:
+        raise ValueError(f"--num_trials must be positive, got {FLAGS.num_trials}")
+    model_dir = FLAGS.model_dir or os.path.join("runs", f"finetune_{name}")
+    os.makedirs(model_dir, exist_ok=True)
+    vocab_file = resolve_vocab()
+    tokenizer = tokenization.WordPieceTokenizer.for_config(vocab_file, config)
+    options = trials.TrialOptions(
+        init_checkpoint=FLAGS.init_checkpoint, layerwise_lr_off_by_one=FLAGS.layerwise_lr_off_by_one,
+        jit_compile=cli.jit_compile(FLAGS), skip_nonfinite=FLAGS.skip_nonfinite,
+        input_fingerprints=FLAGS.input_fingerprints, predict=FLAGS.predict)
+    if qa:
+        if not (FLAGS.data_dir or (FLAGS.train_file and FLAGS.dev_file)):
+            raise ValueError(f"--task={name} needs --data_dir (with train.json and dev.json) or --train_file and "
+                             "--dev_file")
+        _, run = trials.squad_trials(
+            name, config, strategy, tokenizer, vocab_file, model_dir, options,
+            FLAGS.train_file or os.path.join(FLAGS.data_dir, "train.json"),
+            FLAGS.dev_file or os.path.join(FLAGS.data_dir, "dev.json"),
+            FLAGS.joint_prediction, FLAGS.answerable_classifier)
+    else:
+        _, run = trials.classification_trials(task, read_data(task, config, tokenizer), config, strategy,
+                                              vocab_file, model_dir, options)
+    summary = trials.run_all(run, FLAGS.num_trials, model_dir, name, FLAGS.model_size, options, qa=qa)
+    if summary is None:
+        return
+    logging.info("results: %s", json.dumps(summary["median"]))
+    print(json.dumps({"task": name, **summary["median"]}))
+
+
+def run():
+    """The console command's entry point."""
+    commands.run(sys.modules[__name__])
