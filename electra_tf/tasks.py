@@ -25,6 +25,7 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from electra_tf import text_files
 from electra_tf import tokenization
 
 Column = Union[int, str]
@@ -186,11 +187,12 @@ def read_examples(path, layout, delimiter="\t", quoting=csv.QUOTE_NONE, labelled
     """Reads a delimited file into examples (labels as written), following `layout`.
 
     Raises:
-      ValueError naming the file and line: too few columns or a missing header column.
+      ValueError naming the file and line: too few columns, a missing header column or bytes that are not
+      UTF-8.
     """
     csv.field_size_limit(sys.maxsize)  # Long documents are legal.
     examples = []
-    with open(path, encoding="utf-8", newline="") as f:
+    with text_files.open_text(path, newline="") as f:
         reader = csv.reader(f, delimiter=delimiter, quoting=quoting)
         header = None
         for line_no, row in enumerate(reader, 1):

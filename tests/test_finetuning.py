@@ -230,7 +230,9 @@ def test_tfds_reader_yields_examples_with_the_tasks_labels():
     assert all(e.label is None and e.text_b is not None for e in test)
 
 
-def test_run_finetuning_bad_flags_give_clear_errors():
+def test_run_finetuning_bad_flags_give_clear_errors(tmp_path):
+    latin1 = tmp_path / "latin1.tsv"
+    latin1.write_bytes("pos\tgood\nneg\tna\u00efve caf\u00e9\n".encode("latin-1"))
     cases = [
         ([], "--task is required"),
         (["--task=squad3"], "--task='squad3': choose one of"),
@@ -246,6 +248,8 @@ def test_run_finetuning_bad_flags_give_clear_errors():
         # Read first for the model's shapes, so a wrong path stops the run before any data is read.
         (["--task=rte", "--data_dir=.", "--init_checkpoint=/nonexistent/model"],
          "/nonexistent/model: neither an electra_tf model dir, a Hugging Face model dir, nor a TF1 checkpoint"),
+        (["--task=text_classification", f"--train_file={latin1}"],
+         f"{latin1}:2: bytes that are not UTF-8 (b'\\xef' at byte 15)"),
     ]
     errors = script_errors("run_finetuning.py", [args for args, _ in cases])
     for (args, message), error in zip(cases, errors):

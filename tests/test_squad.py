@@ -54,6 +54,9 @@ def test_reader_errors_name_the_question(tmp_path):
     bad.write_text('{"data": [')
     with pytest.raises(ValueError, match="bad.json: not valid JSON"):
         squad.read_squad(str(bad), True)
+    (tmp_path / "cp1252.json").write_bytes('{"data": [\n{"title": "Caf\u00e9"}]}'.encode("cp1252"))
+    with pytest.raises(ValueError, match=r"cp1252.json:2: bytes that are not UTF-8 \(b'\\xe9' at byte 25\)"):
+        squad.read_squad(str(tmp_path / "cp1252.json"), True)
     outside = _squad_file(tmp_path / "outside.json", [("short context", [("q7", "?", [("context", 40)], False)])])
     with pytest.raises(ValueError, match=r"question q7: answer_start 40 .* outside the context \(13 characters\)"):
         squad.read_squad(outside, True)

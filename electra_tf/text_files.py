@@ -1,0 +1,29 @@
+"""Reading users' text files as UTF-8, with an error that names the file and line of a bad byte.
+
+Python's own `UnicodeDecodeError` names neither, and a Latin-1 or Windows-1252
+export is the most common way a labelled file goes wrong.
+"""
+
+import io
+
+
+def read_text(path):
+    """Returns the file's text.
+
+    Raises:
+      ValueError naming `path`, the line and the byte offset of the first byte
+      sequence that is not UTF-8.
+    """
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise ValueError(f"{path}:{line}: bytes that are not UTF-8 ({data[e.start:e.end]!r} at byte {e.start}): "
+                         "save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)") from None
+
+
+def open_text(path, newline=None):
+    """The file's text as a file object (`newline=""` for the csv module), after `read_text`'s check."""
+    return io.StringIO(read_text(path), newline=newline)
