@@ -23,6 +23,12 @@ import tensorflow as tf
 from electra_tf import distribution
 from electra_tf import records
 
+# What the progress bar shows (logged name: short name), where the model has it: the figures a
+# user reads during a run. Everything else the loop logs (FLOPs, loss scale, precision, ...)
+# goes to TensorBoard and the summary only, so that the bar's line fits a terminal.
+PROGRESS = {"loss": "loss", "mlm_loss": "mlm", "gen_accuracy": "gen_acc", "disc_loss": "disc", "disc_auc": "auc",
+            "accuracy": "acc", "learning_rate": "lr", "tokens_per_second": "tok/s"}
+
 
 class Trainer:
     """Trains a compiled Keras model that defines `train_step`/`test_step`.
@@ -110,8 +116,11 @@ class Trainer:
 
         Returns:
           dict with the last logged metrics, `steps`, `tokens` and `wall_seconds`
-          (of this invocation), `tokens_per_second`, `nonfinite_steps`, and
-          `preempted` (true when a SIGTERM stopped it after a checkpoint).
+          (of this invocation), `tokens_per_second` (over the wall time, tracing
+          and XLA compilation included), `steady_tokens_per_second` (after the
+          first loop, which holds them; absent when there was one loop only),
+          `nonfinite_steps`, and `preempted` (true when a SIGTERM stopped it after
+          a checkpoint).
         """
         manager = self._checkpoint_manager()
         # Every worker resumes from the chief's checkpoint.
@@ -144,10 +153,11 @@ class Trainer:
             nonfinite_before = int(self.guard.nonfinite_steps.numpy()) if self.guard is not None else 0
             writer = tf.summary.create_file_writer(os.path.join(self.model_dir, "train")) if self.chief \
                 else tf.summary.create_noop_writer()
-            progress = keras.utils.Progbar(num_steps, stateful_metrics=None, unit_name="step")
+            progress = keras.utils.Progbar(num_steps, stateful_metrics=list(PROGRESS.values()), unit_name="step")
             begin = time.time()
             logs = {}
             saved_step = start_step
+            steady = None  # (time, step) at the end of the first loop: tracing and compilation are behind.
             while self.step < num_steps:
                 loop_steps = min(steps_per_loop, num_steps - self.step)
                 loop_start = time.time()
@@ -173,8 +183,7 @@ class Trainer:
                 with writer.as_default(step=self.step):
                     for name, value in logs.items():
                         tf.summary.scalar(name, value)
-                progress.update(self.step, [(k, v) for k, v in logs.items() if k != "tokens_per_second"]
-                                + [("tok/s", logs["tokens_per_second"])])
+                progress.update(self.step, [(short, logs[k]) for k, short in PROGRESS.items() if k in logs])
                 # At each multiple of checkpoint_every (or the first loop end past it), as the
                 # authors' runs save model.ckpt-N, so a step's checkpoint can be named in advance.
                 if self.step // checkpoint_every > first_step // checkpoint_every:
@@ -185,16 +194,20 @@ class Trainer:
                     on_loop_end(self.step, logs)
                 if self.preempted.is_set():
                     break
+                steady = steady or (time.time(), self.step)
             if saved_step != self.step:
                 manager.save(checkpoint_number=self.step, check_interval=False)
             if self.preempted.is_set():
                 logging.warning("SIGTERM: saved step %d to %s; run the same command again to resume",
                                 self.step, manager.latest_checkpoint)
             writer.flush()
-            wall = time.time() - begin
+            end = time.time()
             tokens = (self.step - start_step) * tokens_per_step
-            return {**logs, "steps": self.step, "tokens": tokens, "wall_seconds": wall,
-                    "tokens_per_second": tokens / wall, "preempted": self.preempted.is_set()}
+            summary = {**logs, "steps": self.step, "tokens": tokens, "wall_seconds": end - begin,
+                       "tokens_per_second": tokens / (end - begin), "preempted": self.preempted.is_set()}
+            if steady and self.step > steady[1]:
+                summary["steady_tokens_per_second"] = (self.step - steady[1]) * tokens_per_step / (end - steady[0])
+            return summary
         finally:
             if previous_handler is not None:  # Leave the process's SIGTERM handling as it was.
                 signal.signal(signal.SIGTERM, previous_handler)

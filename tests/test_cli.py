@@ -28,7 +28,12 @@ def test_run_pretraining_end_to_end_and_resume(demo_data_dir, tmp_path):
     assert summary["steps"] == 7 and summary["tokens"] == 7 * 8 * 64
     config = ElectraConfig.from_json_file(os.path.join(model_dir, "config.json"))
     assert summary["train_flops"] == 7 * flops.flops_per_step(config)
-    for key in ("wall_seconds", "tokens_per_second", "disc_auc", "disc_accuracy", "gen_accuracy",
+    # Loops of 3, 3 and 1 steps: the steady figure counts the 4 steps after the first loop (which traces).
+    assert 0 < summary["tokens_per_second"] < summary["steady_tokens_per_second"]
+    # The progress bar shows what a user reads; FLOPs, loss scale and the like stay in TensorBoard.
+    assert all(f" {name}: " in done.stdout for name in ("loss", "mlm", "gen_acc", "disc", "auc", "lr", "tok/s"))
+    assert "flops" not in done.stdout and "loss_scale" not in done.stdout
+    for key in ("wall_seconds", "tokens_per_second", "steady_tokens_per_second", "disc_auc", "disc_accuracy", "gen_accuracy",
                 "mlm_loss", "disc_loss"):
         assert isinstance(summary[key], float), key
     assert summary["initial_eval"]["gen_accuracy"] < 0.01
