@@ -6,6 +6,7 @@ import random
 
 import pytest
 
+from conftest import run_script
 from electra_tf import squad
 from test_squad import _squad_file, _synthetic
 
@@ -118,3 +119,25 @@ def test_scores_follow_the_official_script(tmp_path):
     guesses = {e.qas_id: rng.choice([e.answers[0][0], e.context.split(".")[0], ""]) for e in from_squad}
     assert squad.evaluate(from_mrqa, guesses, False) == squad.evaluate(from_squad, guesses, False)
 
+
+def test_run_finetuning_mrqa_reports_scores_and_skipped_answers(tmp_path):
+    train = _from_squad(_synthetic(48, seed=0))
+    train[0]["qas"][0]["detected_answers"][0]["text"] = train[0]["qas"][0]["detected_answers"][0]["text"].upper()
+    data_dir = tmp_path / "newsqa"  # The authors' finetuning_data/<task> layout, as shipped (gzip) for train.
+    data_dir.mkdir()
+    _mrqa_file(data_dir / "train.jsonl.gz", train)
+    dev = _from_squad(_synthetic(12, seed=1))
+    _mrqa_file(data_dir / "dev.jsonl", dev)
+    model_dir = tmp_path / "run"
+    done = run_script("run_finetuning.py", "--task=newsqa", f"--data_dir={data_dir}", f"--model_dir={model_dir}",
+                      "--max_seq_length=48", "--doc_stride=16", "--max_query_length=12", "--num_train_epochs=1",
+                      "--train_batch_size=16")
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.load(open(model_dir / "results.json"))
+    assert results["task"] == "newsqa" and results["train_mismatched"] == 1
+    assert 0 <= results["exact_match"] <= results["f1"] <= 100
+    assert "HasAns_f1" not in results  # Scored as SQuAD 1.1: every question has an answer.
+    predictions = json.load(open(model_dir / "predictions.json"))
+    assert set(predictions) == {qa["qid"] for record in dev for qa in record["qas"]}
+    questions = sum(len(record["qas"]) for record in train)
+    assert f"1 of {questions} answers are not at their answer_start or char span" in done.stderr
