@@ -1,4 +1,4 @@
-"""SQuAD 1.1 and 2.0: reading, windowed features, post-processing and the official evaluation.
+"""SQuAD 1.1 and 2.0 and the MRQA shared task: reading, windowed features, post-processing, official scores.
 
 Features follow the authors' (and BERT's) recipe: the question cut to
 `max_query_length` tokens, the context split into windows of the remaining
@@ -10,9 +10,15 @@ dropped (1.1). The metrics re-implement the official v1.1 and v2.0
 evaluation scripts (answer normalisation, max over gold answers, HasAns /
 NoAns, the best no-answer threshold).
 
+The MRQA 2019 shared task's sets (SQuAD, NewsQA, TriviaQA, SearchQA,
+HotpotQA, Natural Questions, ...) come as JSON lines; `read_mrqa` reads them
+into the same examples, which then go the SQuAD 1.1 way (every question has
+an answer). The MRQA official script scores as SQuAD 1.1's does, against each
+question's `answers`.
+
 Example:
 ```python
-examples, mismatched = read_squad("dev-v2.0.json", version_2=True)
+examples, mismatched = read_examples("squad", "dev-v2.0.json")  # or ("newsqa", "dev.jsonl.gz")
 features = featurize(examples, tokenizer, 384, 128, 64, training=False)
 ```
 """
@@ -20,6 +26,7 @@ features = featurize(examples, tokenizer, 384, 128, 64, training=False)
 import collections
 import dataclasses
 import json
+import os
 import re
 import string
 from typing import Tuple
@@ -32,7 +39,10 @@ from electra_tf import input_order
 from electra_tf import records
 from electra_tf import text_files
 
-TASKS = {"squad": True, "squadv1": False}  # task name -> SQuAD 2.0 (unanswerable questions)?
+# The authors' names of MRQA sets (their `finetuning_data/<name>/{train,dev}.jsonl`), and `mrqa` for any other.
+MRQA_TASKS = ("mrqa", "newsqa", "naturalqs", "triviaqa", "searchqa")
+# Task name -> SQuAD 2.0 (unanswerable questions)?
+TASKS = {"squad": True, "squadv1": False, **dict.fromkeys(MRQA_TASKS, False)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,14 +52,19 @@ class QAExample:
     Args:
       qas_id: the question's id (keys of predictions.json).
       question, context: the texts.
-      answers: (text, character start) of every gold answer.
+      answers: (text, character start) of every gold answer found in the
+        context; training labels the first.
       is_impossible: SQuAD 2.0's unanswerable questions.
+      gold_texts: the answers predictions are scored against, when they are
+        not the texts of `answers` (MRQA's `answers`, which need not occur in
+        the context).
     """
     qas_id: str
     question: str
     context: str
     answers: Tuple[Tuple[str, int], ...]
     is_impossible: bool = False
+    gold_texts: Tuple[str, ...] = ()
 
     @property
     def answer_at_offset(self):
@@ -108,6 +123,95 @@ def _field(record, name, where):
     if not isinstance(record, dict) or name not in record:
         raise ValueError(f"{where}: missing field {name!r}")
     return record[name]
+
+
+def read_mrqa(path):
+    """Reads a file in the MRQA shared task's JSON-lines format (`.jsonl`, or gzip-compressed as it ships).
+
+    Each line after the header holds a `context` and its `qas`; a question's
+    training answer is the first span of its first `detected_answers` entry
+    (as the authors'), its scored answers are its `answers` (as the official
+    script's). `char_spans` ends are inclusive.
+
+    Returns:
+      (examples, mismatched) as `read_squad`'s: `mismatched` lists the ids
+      of questions whose first detected answer's text differs from the
+      context at its span; those are left out of training.
+
+    Raises:
+      ValueError naming the file and line for a line that is not JSON, a
+      missing field, a question without answers, a char span outside the
+      context or whose length is not its text's, or bytes that are not UTF-8.
+    """
+    examples, mismatched = [], []
+    # Split on "\n" only: str.splitlines would also split inside JSON strings at U+2028 and the like.
+    for number, line in enumerate(text_files.read_text(path).split("\n"), 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{where}: not valid JSON ({e})") from None
+        # The official files open with a header, the shared task's own samples do not (its scorer reads both).
+        if number == 1 and isinstance(record, dict) and "header" in record:
+            continue
+        context = _field(record, "context", where)
+        for q, qa in enumerate(_field(record, "qas", where)):
+            qas_id = str(_field(qa, "qid", f"{where}: qas[{q}]"))
+            where_q = f"{where}: question {qas_id}"
+            gold_texts = _field(qa, "answers", where_q)
+            if not (isinstance(gold_texts, list) and gold_texts and all(isinstance(t, str) for t in gold_texts)):
+                raise ValueError(f"{where_q}: answers {gold_texts!r} is not a non-empty list of strings (MRQA "
+                                 "questions are all answerable)")
+            answers = []
+            for answer in _field(qa, "detected_answers", where_q):
+                text = _field(answer, "text", where_q)
+                answers += [(text, _span_start(span, text, context, where_q))
+                            for span in _field(answer, "char_spans", where_q)]
+            if not answers:
+                raise ValueError(f"{where_q}: no detected_answers with char_spans: nothing to train on")
+            examples.append(QAExample(qas_id, _field(qa, "question", where_q), context, tuple(answers),
+                                      gold_texts=tuple(gold_texts)))
+            if not examples[-1].answer_at_offset:
+                mismatched.append(qas_id)
+    if not examples:
+        raise ValueError(f"{path}: no questions")
+    return examples, mismatched
+
+
+def _span_start(span, text, context, where):
+    """The start of an inclusive [start, end] char span, checked against the context and its text's length.
+
+    A span one character longer than its text is the usual sign of a file
+    written with exclusive ends, so that is an error rather than a skip.
+    """
+    if not (isinstance(span, list) and len(span) == 2 and all(isinstance(i, int) for i in span)):
+        raise ValueError(f"{where}: char span {span!r} is not [start, end]")
+    start, end = span
+    if not 0 <= start <= end < len(context):
+        raise ValueError(f"{where}: char span {span} of answer {text!r} is outside the context "
+                         f"({len(context)} characters; ends are inclusive)")
+    if end - start + 1 != len(text):
+        raise ValueError(f"{where}: char span {span} covers {end - start + 1} characters but its answer {text!r} "
+                         f"has {len(text)} (MRQA's ends are inclusive)")
+    return start
+
+
+def read_examples(task, path):
+    """`read_mrqa` or `read_squad` (2.0 or 1.1), as the task name says."""
+    return read_mrqa(path) if task in MRQA_TASKS else read_squad(path, TASKS[task])
+
+
+def data_file(task, data_dir, split):
+    """`<data_dir>/<split>.json` for SQuAD; `<split>.jsonl` or `<split>.jsonl.gz` for MRQA sets."""
+    if task not in MRQA_TASKS:
+        return os.path.join(data_dir, f"{split}.json")
+    candidates = [os.path.join(data_dir, f"{split}{ext}") for ext in (".jsonl", ".jsonl.gz")]
+    for path in candidates:
+        if os.path.exists(path):
+            return path
+    raise ValueError(f"--task={task}: found neither {' nor '.join(candidates)}")
 
 
 # --- Features ---
@@ -335,7 +439,8 @@ def f1_score(prediction, gold, version_2=True):
 
 
 def _gold_answers(example, version_2):
-    golds = [text for text, _ in example.answers if not version_2 or normalize_answer(text)]
+    texts = example.gold_texts or [text for text, _ in example.answers]
+    golds = [text for text in texts if not version_2 or normalize_answer(text)]
     return golds or [""]  # An unanswerable question's only gold answer is the empty one.
 
 
@@ -345,7 +450,13 @@ def evaluate(examples, predictions, version_2, null_odds=None):
     SQuAD 1.1: `exact_match`, `f1`. SQuAD 2.0: `exact`, `f1`, `total`,
     `HasAns_*` / `NoAns_*` and, given `null_odds`, `best_exact`, `best_f1`
     and their thresholds (the official script's na_prob sweep), with
-    `exact_match` an alias of `exact`.
+    `exact_match` an alias of `exact`. MRQA sets score as SQuAD 1.1 (the
+    MRQA official script is v1.1's over `gold_texts`).
+
+    A question without a prediction scores 0, as in the official scripts. (The
+    authors ran MRQA's with `--skip-no-answer`, which leaves it out of the
+    denominator instead; `predict_answers` answers every question, so both
+    give the same numbers for this package's predictions.)
     """
     exact, f1 = {}, {}
     for example in examples:

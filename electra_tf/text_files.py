@@ -4,18 +4,28 @@ Python's own `UnicodeDecodeError` names neither, and a Latin-1 or Windows-1252
 export is the most common way a labelled file goes wrong.
 """
 
+import gzip
 import io
+import zlib
+
+GZIP_MAGIC = b"\x1f\x8b"  # Never the start of UTF-8 text: 0x8b cannot follow an ASCII byte.
 
 
 def read_text(path):
-    """Returns the file's text.
+    """Returns the file's text; a gzip-compressed file (such as MRQA's `.jsonl.gz`) is decompressed first.
 
     Raises:
-      ValueError naming `path`, the line and the byte offset of the first byte
-      sequence that is not UTF-8.
+      ValueError naming `path`, the line and the byte offset (in the
+      decompressed data) of the first byte sequence that is not UTF-8, or a
+      compressed file that is damaged.
     """
     with open(path, "rb") as f:
         data = f.read()
+    if data.startswith(GZIP_MAGIC):
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as e:
+            raise ValueError(f"{path}: a damaged gzip file ({e})") from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:

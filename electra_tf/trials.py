@@ -143,24 +143,25 @@ def classification_trials(task, data, config, strategy, vocab_file, model_dir, o
 
 def squad_trials(name, config, strategy, tokenizer, vocab_file, model_dir, options, train_file, dev_file,
                  joint_prediction=False, answerable_classifier=True):
-    """Reads and featurises SQuAD once; returns (number of steps, a function that runs one trial).
+    """Reads and featurises SQuAD or an MRQA set once; returns (number of steps, a function that runs one trial).
 
     Args:
-      name: `squad` (2.0) or `squadv1`.
-      train_file, dev_file: the official JSON files.
+      name: `squad` (2.0), `squadv1`, or one of `squad.MRQA_TASKS` (scored as 1.1).
+      train_file, dev_file: the official JSON (SQuAD) or JSON-lines (MRQA) files.
       joint_prediction: the authors' head (end conditioned on the start, beam search).
       answerable_classifier: SQuAD 2.0's no-answer classifier on [CLS].
     """
     version_2 = squad.TASKS[name]
     shape = (config.max_seq_length, config.doc_stride, config.max_query_length)
-    train_examples, mismatched = squad.read_squad(train_file, version_2)
+    train_examples, mismatched = squad.read_examples(name, train_file)
     if mismatched:
-        logging.warning("%s: %d of %d answers are not at their answer_start (first: question %s); those questions "
-                        "are left out of training", train_file, len(mismatched), len(train_examples), mismatched[0])
+        logging.warning("%s: %d of %d answers are not at their answer_start or char span (first: question %s); "
+                        "those questions are left out of training", train_file, len(mismatched), len(train_examples),
+                        mismatched[0])
     train_path = os.path.join(model_dir, "train_features.tfrecord")
     num_features = squad.write_train_features(
         squad.featurize(train_examples, tokenizer, *shape, training=True, version_2=version_2), train_path)
-    dev_examples, _ = squad.read_squad(dev_file, version_2)
+    dev_examples, _ = squad.read_examples(name, dev_file)
     dev = list(squad.featurize(dev_examples, tokenizer, *shape, training=False))
     windows = [w for _, w in dev]
     dev_features = {k: np.stack([f[k] for f, _ in dev]) for k in ("input_ids", "input_mask", "segment_ids")}
@@ -183,6 +184,7 @@ def squad_trials(name, config, strategy, tokenizer, vocab_file, model_dir, optio
         if trained is None:
             return None
         trainer, trial_dir, result = trained
+        result["train_mismatched"] = len(mismatched)  # Beside the scores, so a user sees the data left out.
         dataset, n = finetuning.eval_dataset(dev_features, config.eval_batch_size)
         outputs = {k: v[:n] for k, v in trainer.predict(dataset).items()}
         predictions, null_odds = squad.predict_answers(dev_examples, windows, outputs, config.n_best_size,

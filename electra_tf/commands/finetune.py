@@ -15,8 +15,14 @@ SQuAD 2.0 (squad) or 1.1 (squadv1), official JSON files (train.json, dev.json un
     python run_finetuning.py --task=squad --data_dir=squad_v2 --init_checkpoint=models/electra_small \
         --model_size=small --model_dir=runs/squad
 
+An MRQA shared-task set (mrqa, or the authors' newsqa, naturalqs, triviaqa, searchqa), JSON lines as shipped
+(train.jsonl[.gz], dev.jsonl[.gz] under --data_dir, or any two files):
+
+    python run_finetuning.py --task=newsqa --train_file=train/NewsQA.jsonl.gz --dev_file=dev/NewsQA.jsonl.gz \
+        --init_checkpoint=models/electra_small --model_size=small --model_dir=runs/newsqa
+
 Hyper-parameters come from the `finetuning` values of configs/<size>.json
-(and configs/finetuning/tasks.json: 10 epochs for RTE and STS-B; seq 512 for SQuAD), then
+(and configs/finetuning/tasks.json: 10 epochs for RTE and STS-B; seq 512 for SQuAD and MRQA), then
 --hparams, then flags. Each trial trains in <model_dir>/trial_<k> (re-running
 resumes it); dev metrics of every trial and their median go to
 <model_dir>/results.json.
@@ -43,7 +49,7 @@ from electra_tf import trials
 cli.define_config_flags()
 cli.define_run_flags()
 flags.DEFINE_string("task", None, f"One of {list(tasks.TASK_NAMES) + list(squad.TASKS)} (GLUE's names sst2, "
-                    "stsb work too; squad is SQuAD 2.0, squadv1 SQuAD 1.1).")
+                    "stsb work too; squad is SQuAD 2.0, squadv1 SQuAD 1.1, the others MRQA sets).")
 flags.DEFINE_string("data_dir", None, "The GLUE download (CoLA/, SST-2/, ... or the authors' cola/, sst/, ...).")
 flags.DEFINE_string("tfds_name", None, "Read the task from TensorFlow Datasets instead (e.g. glue/sst2).")
 flags.DEFINE_string("tfds_data_dir", None, "TensorFlow Datasets data dir (default: TFDS's).")
@@ -59,9 +65,10 @@ flags.DEFINE_boolean("layerwise_lr_off_by_one", False, "Reproduce the authors' c
                      "decay^2 instead of decay^1 (every layer one extra factor).")
 flags.DEFINE_boolean("double_unordered", True, "Add MRPC and STS-B training pairs again in swapped order.")
 flags.DEFINE_string("train_file", None, "text_classification/text_regression: the labelled training TSV or CSV; "
-                    "squad/squadv1: a training file in SQuAD's JSON format (default: <data_dir>/train.json).")
+                    "squad/squadv1: a training file in SQuAD's JSON format (default: <data_dir>/train.json); MRQA "
+                    "sets: JSON lines, .jsonl or .jsonl.gz (default: <data_dir>/train.jsonl[.gz]).")
 flags.DEFINE_string("dev_file", None, "text_classification/text_regression: labelled evaluation file; "
-                    "squad/squadv1: the evaluation JSON (default: <data_dir>/dev.json).")
+                    "squad/squadv1, MRQA sets: the evaluation file (default: <data_dir>/dev.json, dev.jsonl[.gz]).")
 flags.DEFINE_string("test_file", None, "text_classification/text_regression: unlabelled file for --predict.")
 flags.DEFINE_string("text_a_column", "0", "Column of the text: an index (0-based, negative from the end) "
                     "or, with --header, a name.")
@@ -88,7 +95,7 @@ def load_task():
     try:
         task = tasks.get_task(name)
     except ValueError as e:
-        raise ValueError(f"{e}, or SQuAD's {list(squad.TASKS)}") from None
+        raise ValueError(f"{e}, or SQuAD's and MRQA's {list(squad.TASKS)}") from None
     return task if FLAGS.double_unordered else dataclasses.replace(task, double_unordered=False)
 
 
@@ -144,12 +151,12 @@ def main(argv):
         input_fingerprints=FLAGS.input_fingerprints, predict=FLAGS.predict)
     if qa:
         if not (FLAGS.data_dir or (FLAGS.train_file and FLAGS.dev_file)):
-            raise ValueError(f"--task={name} needs --data_dir (with train.json and dev.json) or --train_file and "
+            raise ValueError(f"--task={name} needs --data_dir (with its train and dev files) or --train_file and "
                              "--dev_file")
         _, run = trials.squad_trials(
             name, config, strategy, tokenizer, vocab_file, model_dir, options,
-            FLAGS.train_file or os.path.join(FLAGS.data_dir, "train.json"),
-            FLAGS.dev_file or os.path.join(FLAGS.data_dir, "dev.json"),
+            FLAGS.train_file or squad.data_file(name, FLAGS.data_dir, "train"),
+            FLAGS.dev_file or squad.data_file(name, FLAGS.data_dir, "dev"),
             FLAGS.joint_prediction, FLAGS.answerable_classifier)
     else:
         _, run = trials.classification_trials(task, read_data(task, config, tokenizer), config, strategy,
