@@ -1,7 +1,7 @@
 """Which part of a pre-trained encoder fine-tuning gains or loses from: a model dir holding the pre-trained
 embeddings or the pre-trained Transformer layers, the rest freshly initialised as a new pre-trainer is.
 
-    python benchmarks/mixed_init.py --init_checkpoint=runs/claim16_vocab/pretrain_electra --keep=embeddings \
+    python benchmarks/mixed_init.py --init_checkpoint=runs/vocab8k/pretrain_electra --keep=embeddings \
         --output_dir=runs/mixed/embeddings
     python run_finetuning.py --task=text_classification ... --init_checkpoint=runs/mixed/embeddings
 

@@ -2,8 +2,8 @@
 
 import os
 
-# oneDNN kernels are off by default on AMD CPUs; on this project's CPUs they
-# measured ~20% faster (BENCHMARKS.md). The switch is read when TensorFlow
+# TensorFlow leaves oneDNN kernels off on some CPUs (AMD's); electra_tf's steps
+# run much faster with them (docs/performance.md). The switch is read when TensorFlow
 # loads, so it is set here, before any module of the package imports it.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 

@@ -79,5 +79,5 @@ def describe(strategy, global_batch_size, accumulation_steps=1):
 
 
 def default_jit_compile():
-    """XLA by default on accelerators only: on this project's CPUs it measured slower."""
+    """XLA by default on GPUs and TPUs; off on CPUs (see docs/performance.md)."""
     return bool(tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))

@@ -2,9 +2,9 @@
 
 The configs live once, in the checkout's top-level `configs/`; a wheel ships
 that same folder as `electra_tf/configs` (setup.py maps it there). In a
-checkout, data the commands build (the demo corpus) goes to `<checkout>/data`,
-as before; an installed package writes it under `$ELECTRA_TF_HOME` (default
-`~/.cache/electra_tf`) instead of into site-packages.
+checkout, data the commands build (the demo corpus) goes to `<checkout>/data`;
+an installed package writes it under `~/.cache/electra_tf` instead of into
+site-packages. `$ELECTRA_TF_HOME`, when set, overrides both.
 """
 
 import importlib.resources

