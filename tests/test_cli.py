@@ -74,7 +74,7 @@ def test_run_pretraining_bad_flags_give_clear_errors(demo_data_dir, tmp_path):
         (["--cpu_replicas=0"], "--cpu_replicas=0: must be at least 1"),
         (["--hparams={\"bogus\": 1}"], "unknown config key(s) ['bogus']"),
         ([f"--data_dir={tmp_path}"], f"--data_dir={tmp_path}: no pretrain_data.tfrecord* files; build them with "
-                                     "build_pretraining_dataset.py, or pass --demo"),
+                                     "electra-build-data (build_pretraining_dataset.py), or pass --demo"),
         ([f"--data_dir={demo_data_dir}", "--max_seq_length=128"], "examples have length 64 but max_seq_length is 128"),
         # Caught before training starts: no checkpoint is written.
         ([f"--data_dir={truncated}", "--max_seq_length=64"], f"{bad}: truncated or corrupt after"),

@@ -19,6 +19,7 @@ import json
 import os
 import sys
 
+from absl import app
 from absl import flags
 from absl import logging
 
