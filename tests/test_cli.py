@@ -26,6 +26,7 @@ def test_run_pretraining_end_to_end_and_resume(demo_data_dir, tmp_path):
     with open(os.path.join(model_dir, "pretraining_summary.json")) as f:
         summary = json.load(f)
     assert summary["steps"] == 7 and summary["tokens"] == 7 * 8 * 64
+    assert summary["jit_compile"] is False  # On CPU XLA is the default from 100 steps: 7 would not repay it.
     config = ElectraConfig.from_json_file(os.path.join(model_dir, "config.json"))
     assert summary["train_flops"] == 7 * flops.flops_per_step(config)
     # Loops of 3, 3 and 1 steps: the steady figure counts the 4 steps after the first loop (which traces).

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import make_pretrainer
-from electra_tf import optimization, pretraining_data, training
+from electra_tf import distribution, optimization, pretraining_data, training
 from electra_tf.config import ElectraConfig
 
 # No dropout: its masks are per-layer random streams, which differ between
@@ -111,3 +111,11 @@ def test_update_guard_halves_the_float16_scale_on_overflow_and_grows_it_back():
     assert float(guard.loss_scale) == 1024.0
     guard.update(tf.constant(False), tf.constant(False), 10)  # A non-finite loss is a fault.
     assert int(guard.nonfinite_steps) == 1 and int(guard.last_nonfinite_step) == 10
+
+
+def test_xla_default_on_cpu_follows_the_run_length_and_replicas():
+    assert not tf.config.list_logical_devices("GPU")  # The rule below is CPU's.
+    steps = distribution.XLA_CPU_MIN_STEPS
+    assert distribution.default_jit_compile(steps) and not distribution.default_jit_compile(steps - 1)
+    assert not distribution.default_jit_compile(steps, replicas=2)  # XLA cannot span logical CPU devices.
+    assert not distribution.default_jit_compile(None)  # Unknown length: fine-tuning keeps the plain step.

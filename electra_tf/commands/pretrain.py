@@ -109,7 +109,8 @@ def main(argv):
         with strategy.scope():
             source = checkpoint_interop.initialize_from(pretrainer, FLAGS.init_checkpoint)
         logging.info("initialised from %s (%s)", FLAGS.init_checkpoint, source)
-    trainer = training.Trainer(pretrainer, strategy, model_dir, cli.jit_compile(FLAGS), config.keep_checkpoint_max,
+    jit = cli.jit_compile(FLAGS, config.num_train_steps, strategy.num_replicas_in_sync)
+    trainer = training.Trainer(pretrainer, strategy, model_dir, jit, config.keep_checkpoint_max,
                                guard=pretrainer.guard, skip_nonfinite=FLAGS.skip_nonfinite,
                                weights=checkpoint_interop.variable_names(pretrainer))
 
