@@ -24,6 +24,7 @@ features, windows, stats = featurize(data.sentences["dev"], tokenizer, 128, data
 
 import dataclasses
 import os
+import re
 from typing import Dict, Optional, Sequence, Tuple
 
 from absl import logging
@@ -35,6 +36,8 @@ from electra_tf import text_files
 # Label id of positions without a loss; Hugging Face's ignore index, so their features compare as they are.
 IGNORE = -100
 DOCSTART = "-DOCSTART-"
+_BLANKS = " \t\f\v"
+_FIELD = re.compile(f"[^{_BLANKS}]+")
 SCHEMES = ("auto", "iob1", "iob2", "bioes", "token")
 # The chunk prefixes each span scheme allows.
 _PREFIXES = {"iob1": "BI", "iob2": "BI", "bioes": "BIES"}
@@ -96,10 +99,11 @@ def read_conll(path, word_column=0, tag_column=-1, tagged=True):
             sentences.append(Sentence(words, tags if tagged else None, path, lines))
             rows.clear()
 
-    # Split at "\n" only: str.splitlines would also break at U+2028, U+0085 and the like inside a word.
+    # Lines end at "\n" and columns at ASCII blanks only: str.splitlines() and str.split() would also
+    # break at U+2028, U+0085, U+00A0 and the like inside a word.
     for line_no, line in enumerate(text_files.read_text(path).split("\n"), 1):
         line = line.rstrip("\r")
-        fields = [f.strip() for f in line.split("\t")] if "\t" in line else line.split()
+        fields = [f.strip(_BLANKS) for f in line.split("\t")] if "\t" in line else _FIELD.findall(line)
         if not any(fields):
             end_sentence()
             continue
@@ -290,7 +294,6 @@ def window_spans(piece_counts, budget):
     """
     spans, start, used = [], 0, 0
     for i, count in enumerate(piece_counts):
-        count = min(count, budget)
         if i > start and used + count > budget:
             spans.append((start, i))
             start, used = i, 0
@@ -386,8 +389,8 @@ def chunks(tags):
     """The (start, end, type) chunks of a span-tag sequence (end inclusive), by conlleval's rules.
 
     A chunk starts at B-X or S-X, at I-X or E-X after O, E-, S- or the
-    sentence start, and wherever the type changes; it ends before O, before
-    a start, and after E- or S-. This is seqeval's default mode, which adds
+    sentence start, and wherever the type changes; it ends before O and
+    before a start (so after E- or S-). This is seqeval's default mode, which adds
     the E-/S- rules to conlleval's; conlleval itself has no S- rule and no
     end after E-, so it counts S-X S-X (and E-X B-X) as ONE chunk where
     this counts two. IOB1 and IOB2 tags of the same chunks score the same.
@@ -398,7 +401,7 @@ def chunks(tags):
         prefix, kind = split_tag(tag)
         begins = prefix in ("B", "S") or (prefix in ("I", "E") and previous in ("O", "E", "S")) or (
             prefix != "O" and kind != previous_type)
-        ends = previous in ("E", "S") or prefix == "O" or begins
+        ends = prefix == "O" or begins
         if start is not None and ends:
             found.append((start, i - 1, previous_type))
             start = None
