@@ -88,8 +88,8 @@ def tokenizer(vocab_file):
 def test_first_piece_labels_match_hugging_face_word_ids(tokenizer, vocab_file):
     from tokenizers import BertWordPieceTokenizer  # Hugging Face's fast (Rust) tokenizer.
 
-    words = ["Zoë", "U.S.", "3,000", "naïve", "中文", "hello-world", "ELECTRA", "Crème", "brûlée", "(", "''", "``",
-             "1\\/2", "$", "--", "pneumonoultramicroscopic", "a", "Mr.", "don't"]
+    words = ["Zoë", "U.S.", "3,000", "naïve", "中文", "hello-world", "ELECTRA", "Crème", "brûlée", "(", "''",
+             "``", "1\\/2", "$", "--", "pneumonoultramicroscopic", "a", "Mr.", "don't"]
     tags = [f"T{i % 5}" for i in range(len(words))]
     label_ids = {f"T{i}": i for i in range(5)}
     features, windows, stats = tagging.featurize([tagging.Sentence(tuple(words), tuple(tags))], tokenizer, 128,
