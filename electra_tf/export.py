@@ -10,6 +10,11 @@ stock TF Serving ships. Each export has two signatures:
 - `encoded`: int32 `input_ids`, `input_mask`, `segment_ids` [batch, length]
   for clients that tokenize themselves (at most `max_seq_length` long).
 
+A tagger splits each text into words as BERT's basic tokenizer does
+(whitespace, punctuation, CJK characters), tags every word on its first
+word-piece as fine-tuning did, in windows of whole words when a text is
+longer than `max_seq_length`, and returns the words with their tags and scores.
+
 The vocab (an asset and a constant), `max_seq_length`, the kind and the label
 names travel inside the SavedModel. It is written as TF Serving expects,
 `<export_dir>/<model_name>/<version>/`, into a temporary folder first and then
@@ -41,7 +46,7 @@ from electra_tf import modeling
 from electra_tf import tasks
 from electra_tf import tokenization
 
-KINDS = ("discriminator", "classifier", "squad")
+KINDS = ("discriminator", "classifier", "squad", "tagger")
 ID_FEATURES = ("input_ids", "input_mask", "segment_ids")
 
 
@@ -55,7 +60,7 @@ class ServingModule(tf.Module):
       kind: one of `KINDS`.
       text_inputs: `("text",)` or `("text", "text_pair")`.
       max_seq_length: longer inputs are truncated (text) or refused (ids).
-      labels: class names (classifier), or None.
+      labels: class names (classifier) or tags (tagger), or None.
       qa: for `squad`, dict of `max_query_length`, `max_answer_length`,
         `version_2` and `null_threshold` (answer "" above these no-answer odds).
     """
@@ -77,6 +82,8 @@ class ServingModule(tf.Module):
     def from_text(self, texts):
         if self._kind == "squad":
             return self._answer(texts["question"], texts["context"])
+        if self._kind == "tagger":
+            return self._tag_words(texts["text"])
         ids, segments, _ = tokenization.pack_inputs(
             self.tokenizer, [texts[name] for name in self._text_inputs], self._length)
         features = {"input_ids": ids.to_tensor(), "segment_ids": segments.to_tensor(),
@@ -100,6 +107,9 @@ class ServingModule(tf.Module):
             return {"tokens": tf.where(real, tf.gather(self.vocab, features["input_ids"]), ""),
                     "replaced_probability": tf.where(real, tf.sigmoid(logits), 0.0),
                     "input_mask": mask}
+        if self._kind == "tagger":  # Per token: clients that tokenize themselves read each word's first piece.
+            return {"tags": tf.gather(tf.constant(self._labels), tf.argmax(logits, axis=-1)),
+                    "scores": tf.reduce_max(tf.nn.softmax(logits), axis=-1), "logits": logits}
         if self._labels is None:
             return {"score": logits}
         batch = tf.shape(logits)[0]
@@ -108,6 +118,45 @@ class ServingModule(tf.Module):
                 "label": tf.gather(labels, tf.argmax(logits, axis=-1)),
                 # TF Serving's row format needs every output batched: the names are repeated per row.
                 "label_names": tf.tile(labels[None], [batch, 1])}
+
+    def _tag_words(self, text):
+        """Each text's words (BERT's basic split), their tags and the tags' probabilities, padded to the most words.
+
+        Windows, [UNK] for a word without pieces and the cut of a word longer
+        than a window follow `tagging.featurize`, so a text gets the tags
+        fine-tuning's evaluation gave the same words.
+        """
+        words = tokenization.basic_words(text)
+        budget = self._length - 2
+        unk = self.tokenizer.unk_id
+        pieces = self.tokenizer(words.flat_values)
+        counts = tf.clip_by_value(pieces.row_lengths(), 1, budget)
+        padded = tf.concat([pieces.to_tensor(default_value=unk), tf.fill([tf.shape(counts)[0], 1], unk)], axis=1)
+        pieces = tf.RaggedTensor.from_tensor(padded, lengths=counts)
+        # Whole words fill a window until the next one does not fit (`tagging.window_spans`); a text starts anew.
+        first = tf.range(tf.shape(counts, out_type=tf.int64)[0]) == tf.gather(words.row_starts(), words.value_rowids())
+
+        def place(state, word):
+            window, used = state
+            count, starts_text = word
+            new = starts_text | (used + count > budget)
+            return window + tf.cast(new, tf.int64), tf.where(new, count, used + count)
+
+        window, _ = tf.scan(place, (counts, first), initializer=(tf.constant(-1, tf.int64), tf.constant(0, tf.int64)))
+        # One [CLS] [SEP] row more than the windows, so that a batch without words still runs the model.
+        num_windows = tf.reduce_max(tf.concat([window, [-1]], 0)) + 1
+        rows = tf.RaggedTensor.from_value_rowids(pieces.flat_values, tf.gather(window, pieces.value_rowids()),
+                                                 nrows=num_windows + 1)
+        ids, _ = tf_text.combine_segments([rows], self.tokenizer.cls_id, self.tokenizer.sep_id)
+        logits = self.model({"input_ids": ids.to_tensor(), "input_mask": tf.ones_like(ids).to_tensor(),
+                             "segment_ids": tf.zeros_like(ids).to_tensor()}, training=False)
+        starts = tf.cumsum(counts, exclusive=True)
+        position = 1 + starts - tf.gather(tf.math.unsorted_segment_min(starts, window, num_windows), window)
+        probabilities = tf.nn.softmax(tf.gather_nd(logits, tf.stack([window, position], axis=1)))
+        tags = tf.gather(tf.constant(self._labels), tf.argmax(probabilities, axis=-1))
+        return {"words": words.to_tensor(""), "tags": words.with_flat_values(tags).to_tensor(""),
+                "scores": words.with_flat_values(tf.reduce_max(probabilities, axis=-1)).to_tensor(0.0),
+                "num_words": tf.cast(words.row_lengths(), tf.int32)}
 
     def _answer(self, question, context):
         """The best span of the context's first window: text, character offsets, score (and no-answer odds)."""
@@ -171,7 +220,7 @@ def load_serving_module(model_dir, kind, max_seq_length=None):
 
     Args:
       model_dir: for `discriminator`, a `run_pretraining.py` model dir or a
-        `convert_checkpoint.py` output; for `classifier` and `squad`, a
+        `convert_checkpoint.py` output; for `classifier`, `squad` and `tagger`, a
         `run_finetuning.py` trial dir (`<model_dir>/trial_<k>`, which holds `task.json`).
       kind: one of `KINDS`.
       max_seq_length: overrides the config's (at most max_position_embeddings).
@@ -203,6 +252,14 @@ def load_serving_module(model_dir, kind, max_seq_length=None):
         names, ignore, text_inputs = model.variable_names(), (), ("question", "context")
         qa = {"max_query_length": config.max_query_length, "max_answer_length": config.max_answer_length,
               "version_2": task["version_2"], "null_threshold": _tuned_threshold(model_dir)}
+    elif kind == "tagger":
+        task = tasks.read_task_file(model_dir)
+        if task.get("kind") != "tagger":
+            raise ValueError(f"--model_dir={model_dir} holds a {task['task']} model, not a tagger")
+        labels = task["labels"]
+        model = finetuning.ElectraTagger(config, len(labels), task["task"])
+        model.build_variables()
+        names, ignore = model.variable_names(), ()
     else:
         task = tasks.read_task_file(model_dir)
         if task.get("kind", "classifier") != "classifier":

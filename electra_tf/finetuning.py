@@ -1,7 +1,8 @@
 """Fine-tuning ELECTRA's discriminator: the task models, their step, their inputs and initial weights.
 
 The models are the authors': the discriminator encoder with a classifier
-([CLS] -> dropout -> dense, MSE for regression) or a SQuAD span head, under
+([CLS] -> dropout -> dense, MSE for regression), a SQuAD span head or a token
+tagger (dense over every position), under
 `task_specific/<task>/`. Training reuses the pre-training machinery:
 `optimization.apply_gradients` (global-batch clipping, non-finite guard) and
 `training.Trainer` (loops, checkpoints, resume, TensorBoard).
@@ -213,6 +214,64 @@ class ElectraQuestionAnswering(FinetuningModel):
             loss += self.config.answerable_weight * tf.nn.sigmoid_cross_entropy_with_logits(
                 tf.cast(data["is_impossible"], tf.float32), outputs["impossible_logits"])
         return loss
+
+
+class ElectraTagger(FinetuningModel):
+    """A token tagger (part of speech, chunks, named entities) on ELECTRA's discriminator.
+
+    The authors' head: one dense layer over every position's hidden state,
+    stored as `task_specific/<task_name>/dense/{kernel,bias}`, with no dropout
+    of its own (the encoder's output has had its dropout). The loss of a
+    sentence is the sum of its labelled positions' cross-entropies (the
+    authors'); positions with a negative label (`tagging.IGNORE`) carry none.
+
+    Args:
+      config: an `ElectraConfig`.
+      num_labels: the number of tags.
+      task_name: names the head's variables.
+
+    Call args:
+      features: dict of int32 `input_ids`, `input_mask`, `segment_ids` [batch, length].
+
+    Returns:
+      float32 logits [batch, length, num_labels].
+
+    Example:
+    ```python
+    model = ElectraTagger(config, num_labels=len(data.labels), task_name="chunk")
+    tags = model(features).numpy().argmax(-1)  # Read at each word's first piece.
+    ```
+    """
+
+    def __init__(self, config, num_labels, task_name, **kwargs):
+        super().__init__(config, task_name, **kwargs)
+        self.head = keras.layers.Dense(num_labels, kernel_initializer=modeling.initializer(config),
+                                       dtype="float32", name="task_head")
+        self.accuracy_metric = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+
+    @property
+    def metrics(self):
+        return super().metrics + [self.accuracy_metric]
+
+    def call(self, features, training=None):
+        return self.head(self.encode(features, training))
+
+    def head_variables(self):
+        return {"dense/kernel": self.head.kernel, "dense/bias": self.head.bias}
+
+    @staticmethod
+    def _labelled(data):
+        labels = data["label_ids"]
+        return tf.maximum(labels, 0), tf.cast(labels >= 0, tf.float32)
+
+    def per_example_loss(self, data, outputs):
+        labels, weights = self._labelled(data)
+        losses = keras.losses.sparse_categorical_crossentropy(labels, outputs, from_logits=True)
+        return tf.reduce_sum(losses * weights, axis=-1)
+
+    def update_task_metrics(self, data, outputs):
+        labels, weights = self._labelled(data)
+        self.accuracy_metric.update_state(labels, outputs, sample_weight=weights)
 
 
 def layerwise_multipliers(model, authors_off_by_one=False):

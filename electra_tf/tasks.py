@@ -312,11 +312,9 @@ def generic_task(train_file, text_a_column, label_column, text_b_column=None, he
     Returns:
       A `Task` whose splits are `train`, and `dev`/`test` when given.
     """
-    if not train_file or not os.path.exists(train_file):
+    if not train_file:
         raise FileNotFoundError(f"--train_file={train_file!r} does not exist")
-    for flag, path in (("--dev_file", dev_file), ("--test_file", test_file)):
-        if path and not os.path.exists(path):
-            raise FileNotFoundError(f"{flag}={path!r} does not exist")
+    check_files({"--train_file": train_file, "--dev_file": dev_file, "--test_file": test_file})
     is_csv = train_file.lower().endswith(".csv")
     delimiter = delimiter or ("," if is_csv else "\t")
     quoting = csv.QUOTE_MINIMAL if is_csv else csv.QUOTE_NONE
@@ -332,6 +330,13 @@ def generic_task(train_file, text_a_column, label_column, text_b_column=None, he
     metric_names = ("pearson", "spearman", "mse") if regression else ("accuracy",)
     return Task(name or GENERIC_TASKS[1 if regression else 0], labels, metric_names, layout,
                 dataclasses.replace(layout, label=None), splits=tuple(splits), delimiter=delimiter, quoting=quoting)
+
+
+def check_files(flag_paths):
+    """Raises FileNotFoundError naming the flag of the first given path ({flag: path or None}) that is missing."""
+    for flag, path in flag_paths.items():
+        if path and not os.path.exists(path):
+            raise FileNotFoundError(f"{flag}={path!r} does not exist")
 
 
 def _parse_column(value):

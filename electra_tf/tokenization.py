@@ -67,6 +67,36 @@ def normalize(text, lower_case=True):
     return text
 
 
+# BERT's punctuation (ASCII symbols and Unicode P*) and CJK ideographs, which its basic tokenizer splits apart.
+_PUNCTUATION = r"!-/:-@\[-`{-~\p{P}"
+_CJK = (r"\x{4E00}-\x{9FFF}\x{3400}-\x{4DBF}\x{20000}-\x{2A6DF}\x{2A700}-\x{2B73F}\x{2B740}-\x{2B81F}"
+        r"\x{2B820}-\x{2CEAF}\x{F900}-\x{FAFF}\x{2F800}-\x{2FA1F}")
+
+
+def basic_words(text):
+    """BERT `BasicTokenizer`'s split without lower-casing: whitespace, punctuation and CJK characters.
+
+    Control characters and bytes that are not UTF-8 are dropped as in
+    `normalize`; the words keep their case and accents. Core TF ops only.
+
+    Args:
+      text: string tensor [batch].
+
+    Returns:
+      A string RaggedTensor [batch, (words)].
+
+    Example:
+    ```python
+    basic_words(tf.constant(["Zoë's U.S. café"]))  # [[b"Zo\xc3\xab", b"'", b"s", b"U", b".", b"S", b".", ...]]
+    ```
+    """
+    text = tf.strings.unicode_transcode(text, "UTF-8", "UTF-8", errors="replace")
+    text = tf.strings.regex_replace(text, r"[\t\n\r\p{Zs}\p{Zl}\p{Zp}]", " ")  # Python split()s at Zl, Zp too.
+    text = tf.strings.regex_replace(text, r"[\p{Cc}\p{Cf}\x{FFFD}]", "")
+    text = tf.strings.regex_replace(text, f"[{_PUNCTUATION}{_CJK}]", r" \0 ")
+    return tf.strings.split(text)
+
+
 class WordPieceTokenizer(tf.Module):
     """Text to BERT WordPiece ids, identical to BERT's uncased tokenizer.
 

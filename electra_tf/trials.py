@@ -3,8 +3,8 @@
 Fine-tuning results vary with the seed (the authors report the median of 10
 runs), so a task is fine-tuned `num_trials` times, trial k with seed
 `config.seed + k - 1`, each in `<model_dir>/trial_<k>` (a resumable run and an
-electra_tf model dir). Data are read and featurised once; `classification_trials`
-and `squad_trials` return the number of steps and a function that runs one trial.
+electra_tf model dir). Data are read and featurised once; `classification_trials`,
+`squad_trials` and `tagging_trials` return the number of steps and a function that runs one trial.
 
 Example:
 ```python
@@ -31,6 +31,7 @@ from electra_tf import finetuning
 from electra_tf import metrics
 from electra_tf import optimization
 from electra_tf import squad
+from electra_tf import tagging
 from electra_tf import tasks
 from electra_tf import training
 
@@ -198,6 +199,60 @@ def squad_trials(name, config, strategy, tokenizer, vocab_file, model_dir, optio
         else:
             result.update(squad.evaluate(dev_examples, predictions, False))
         write_json(predictions, os.path.join(trial_dir, "predictions.json"))
+        return _finish(result, trial_dir)
+
+    return num_steps, run
+
+
+def tagging_trials(data, config, strategy, tokenizer, vocab_file, model_dir, options):
+    """Featurises a tagging task once; returns (number of steps, a function that runs one trial).
+
+    Each trial reports token accuracy (and for span tags entity-level
+    precision, recall, F1 and `f1_<type>`) on dev, the number of sentences
+    split into windows (`train_sentences_split`, `dev_sentences_split`), and
+    writes `dev_predictions.txt` (`word gold predicted`, conlleval's input)
+    and, with `options.predict`, `test_predictions.txt` (`word predicted`).
+
+    Args:
+      data: a `tagging.TaggingData`.
+      tokenizer: the `tokenization.WordPieceTokenizer`.
+    """
+    label_ids = data.label_ids()
+    featurized = {}
+    for split in ("train", "dev") + (("test",) if options.predict and "test" in data.sentences else ()):
+        sentences = data.sentences[split]
+        featurized[split] = tagging.featurize(sentences, tokenizer, config.max_seq_length, label_ids)
+        logging.info("%s %s: %d sentences, %d words -> %d windows (%d sentences split, %d words cut to one window)",
+                     data.name, split, len(sentences), sum(len(s.words) for s in sentences),
+                     len(featurized[split][1]), featurized[split][2]["sentences_split"],
+                     featurized[split][2]["words_truncated"])
+    train_features = featurized["train"][0]
+    num_steps = training_steps(data.name, len(train_features["input_ids"]), "training windows", config)
+
+    def run(trial):
+        keras.utils.set_random_seed(config.seed + trial - 1)
+        with strategy.scope():
+            model = finetuning.ElectraTagger(config, len(data.labels), data.name)
+        trained = train_trial(trial, model, config, strategy, num_steps, vocab_file, model_dir, data.info(),
+                              lambda batch, seed, context, start_step: finetuning.train_dataset(
+                                  train_features, batch, seed, context, start_step), options)
+        if trained is None:
+            return None
+        trainer, trial_dir, result = trained
+        for split, (features, windows, stats) in featurized.items():
+            if split == "train":
+                continue
+            sentences = data.sentences[split]
+            dataset, n = finetuning.eval_dataset(features, config.eval_batch_size)
+            predicted = tagging.word_tags(sentences, windows, trainer.predict(dataset)[:n].argmax(-1), data.labels)
+            if split == "test":
+                tagging.write_conll(os.path.join(trial_dir, "test_predictions.txt"), sentences, predicted)
+                continue
+            gold = [s.tags for s in sentences]
+            result.update(tagging.score(gold, predicted, data.scheme, data.types))
+            tagging.write_conll(os.path.join(trial_dir, "dev_predictions.txt"), sentences, gold, predicted)
+        result.update(train_sentences_split=featurized["train"][2]["sentences_split"],
+                      dev_sentences_split=featurized["dev"][2]["sentences_split"])
         return _finish(result, trial_dir)
 
     return num_steps, run

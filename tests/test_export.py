@@ -13,7 +13,7 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
 from conftest import make_pretrainer, run_script
-from electra_tf import checkpoint_interop, export, finetuning, tasks, tokenization
+from electra_tf import checkpoint_interop, export, finetuning, tagging, tasks, tokenization
 from electra_tf.config import ElectraConfig
 
 LENGTH = 32
@@ -23,6 +23,7 @@ TEXTS = ["The chef cooked the meal.", "Zoë's café served crème brûlée!", ""
 PAIRS = ["It is raining.", "Is it?", "A man plays a guitar on stage.", "", "short", "Two words" * 20]
 # TF Serving bundles TF Text 2.12: newer TF Text ops (e.g. `TFText>RoundRobinTrim`) fail to load there.
 SERVING_TEXT_OPS = {"FastBertNormalize", "FastWordpieceTokenizeWithOffsets", "NormalizeUTF8"}
+TAGS = ["B-LOC", "B-PER", "I-LOC", "I-PER", "O"]
 
 
 def _write_classifier(model_dir, config, vocab_file, task):
@@ -48,18 +49,25 @@ def exports(tmp_path_factory, vocab_file):
     checkpoint_interop.write_native(str(root / "squad"), config, vocab_file, qa.variable_names())
     tasks.write_task_file(str(root / "squad"), {"task": "squad", "kind": "squad", "version_2": True,
                                                 "joint": False, "answerable": True})
+    tagger = finetuning.ElectraTagger(config, len(TAGS), "ner")
+    tagger.build_variables()
+    tagger.head.kernel.assign(tagger.head.kernel * 50.0)
+    checkpoint_interop.write_native(str(root / "tagger"), config, vocab_file, tagger.variable_names())
+    tasks.write_task_file(str(root / "tagger"), {"task": "ner", "kind": "tagger", "labels": TAGS, "scheme": "iob2"})
     done = run_script("export_model.py", f"--model_dir={root / 'pretrained'}", f"--export_dir={root / 'out'}",
                       "--kind=discriminator")
     assert done.returncode == 0, done.stderr[-3000:]
     paths = {"discriminator": str(root / "out" / "electra_discriminator" / "1"),
              "sst": export.export_model(str(root / "sst"), str(root / "out"), "classifier", "sst"),
              "sts": export.export_model(str(root / "sts"), str(root / "out"), "classifier", "sts"),
-             "squad": export.export_model(str(root / "squad"), str(root / "out"), "squad", "squad")}
+             "squad": export.export_model(str(root / "squad"), str(root / "out"), "squad", "squad"),
+             "tagger": export.export_model(str(root / "tagger"), str(root / "out"), "tagger", "tagger")}
     return {"root": root, "paths": paths, "stdout": done.stdout, "config": config,
             "keras": {"discriminator": export.load_serving_module(str(root / "pretrained"), "discriminator").model,
                       "sst": export.load_serving_module(str(root / "sst"), "classifier").model,
                       "sts": export.load_serving_module(str(root / "sts"), "classifier").model,
-                      "squad": export.load_serving_module(str(root / "squad"), "squad").model}}
+                      "squad": export.load_serving_module(str(root / "squad"), "squad").model,
+                      "tagger": export.load_serving_module(str(root / "tagger"), "tagger").model}}
 
 
 @pytest.fixture(scope="module")
@@ -159,6 +167,36 @@ def test_a_fresh_process_without_electra_tf_gets_the_keras_models_outputs(export
     for i, text in enumerate(TEXTS):  # Question PAIRS[i] on context TEXTS[i]: answers are exact substrings.
         answer, start, end = (served[f"squad/serving_default/{k}"][i] for k in ("answer", "start", "end"))
         assert answer.decode() == (text[start:end] if start >= 0 else "")
+    _check_tagger(served, exports["keras"]["tagger"], tokenizer, features, mask)
+
+
+def _check_tagger(served, model, tokenizer, features, mask):
+    """Served words are BERT's basic split (Hugging Face's); tags and scores are the model's on tagging's windows."""
+    from tokenizers import normalizers, pre_tokenizers
+
+    normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=False,
+                                            lowercase=False)
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    split = lambda text: [w for w, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text))]
+    sentences = [tagging.Sentence(tuple(split(text)), None) for text in TEXTS]
+    tagged, windows, stats = tagging.featurize(sentences, tokenizer, LENGTH)
+    assert stats["sentences_split"] >= 1  # A text longer than the model's length is tagged in windows.
+    logits = model({k: tf.constant(tagged[k]) for k in export.ID_FEATURES}, training=False).numpy()
+    probabilities = tf.nn.softmax(logits).numpy()
+    tags = tagging.word_tags(sentences, windows, logits.argmax(-1), TAGS)
+    # word_tags reads any per-position table at the first pieces: here each position's top probability.
+    scores = tagging.word_tags(sentences, windows, np.arange(logits.shape[0] * LENGTH).reshape(-1, LENGTH),
+                               probabilities.max(-1).ravel())
+    count = served["tagger/serving_default/num_words"]
+    for i, sentence in enumerate(sentences):
+        assert count[i] == len(sentence.words)
+        assert [w.decode() for w in served["tagger/serving_default/words"][i][:count[i]]] == list(sentence.words)
+        assert [t.decode() for t in served["tagger/serving_default/tags"][i][:count[i]]] == tags[i]
+        np.testing.assert_allclose(served["tagger/serving_default/scores"][i][:count[i]], scores[i], atol=1e-5)
+    assert len({t for row in tags for t in row}) > 1  # Distinct answers, not one constant tag.
+    per_token = model(features, training=False).numpy()
+    np.testing.assert_allclose(served["tagger/encoded/logits"][mask], per_token[mask], atol=1e-5)
+    assert [t.decode() for t in served["tagger/encoded/tags"][mask]] == [TAGS[i] for i in per_token[mask].argmax(-1)]
 
 
 def test_rest_requests_in_row_and_columnar_format(loaded):
@@ -180,16 +218,24 @@ def test_rest_requests_in_row_and_columnar_format(loaded):
         {"input_ids": [101, 7592, 2088, 999, 102], "input_mask": [1] * 5, "segment_ids": [0] * 5}]})
     np.testing.assert_allclose(ids["predictions"][0]["replaced_probability"],
                                bare["predictions"][0]["replaced_probability"], atol=1e-6)
+    tagged = export.rest_predict(loaded["tagger"], {"instances": ["Hello world!", ""]})["predictions"]
+    assert sorted(tagged[0]) == ["num_words", "scores", "tags", "words"]
+    assert tagged[0]["words"] == ["Hello", "world", "!"] and set(tagged[0]["tags"]) <= set(TAGS)
+    assert tagged[1]["num_words"] == 0 and tagged[1]["tags"] == [""] * 3  # Padded to the batch's most words.
     with pytest.raises(ValueError, match="exactly one of"):
         export.rest_predict(sts, {"instances": [], "inputs": {}})
     with pytest.raises(ValueError, match=r"lacks the input\(s\) \['text_pair'\]"):
         export.rest_predict(sts, {"inputs": {"text": ["a"]}})
 
 
-def test_eight_threads_at_once_get_the_sequential_answers(loaded):
-    signature = loaded["sts"].signatures["serving_default"]
+@pytest.mark.parametrize("name", ["sts", "tagger"])
+def test_eight_threads_at_once_get_the_sequential_answers(loaded, name):
+    signature = loaded[name].signatures["serving_default"]
     requests = [(TEXTS[i % len(TEXTS)] + f" request {i}", PAIRS[i % len(PAIRS)]) for i in range(8)]
-    call = lambda a, b: signature(text=tf.constant([a]), text_pair=tf.constant([b]))["score"].numpy()
+    if name == "sts":
+        call = lambda a, b: signature(text=tf.constant([a]), text_pair=tf.constant([b]))["score"].numpy()
+    else:
+        call = lambda a, b: signature(text=tf.constant([a + " " + b]))["scores"].numpy()
     sequential = [call(a, b) for a, b in requests]
     concurrent, barrier = [None] * 8, threading.Barrier(8)
 
@@ -205,7 +251,7 @@ def test_eight_threads_at_once_get_the_sequential_answers(loaded):
         thread.join()
     for mine, reference in zip(concurrent, sequential):
         np.testing.assert_array_equal(mine, reference)
-    assert len({round(float(r[0]), 5) for r in sequential}) > 1
+    assert len({round(float(r.ravel()[0]), 5) for r in sequential}) > 1
 
 
 def test_bad_requests_have_defined_answers(loaded):

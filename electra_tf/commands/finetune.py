@@ -1,4 +1,4 @@
-"""Fine-tunes a pre-trained ELECTRA discriminator on GLUE, SQuAD or your own labelled text.
+"""Fine-tunes a pre-trained ELECTRA discriminator on GLUE, SQuAD, token tagging or your own labelled text.
 
 GLUE, from the standard download (or TensorFlow Datasets with --tfds_name):
 
@@ -21,8 +21,21 @@ An MRQA shared-task set (mrqa, or the authors' newsqa, naturalqs, triviaqa, sear
     python run_finetuning.py --task=newsqa --train_file=train/NewsQA.jsonl.gz --dev_file=dev/NewsQA.jsonl.gz \
         --init_checkpoint=models/electra_small --model_size=small --model_dir=runs/newsqa
 
+Token tagging (part of speech, chunks, named entities) from CoNLL column files (word in --word_column,
+tag in --tag_column; span tags are scored by entity-level F1, other tags by accuracy):
+
+    python run_finetuning.py --task=tagging --train_file=data/wsj_pos/train.txt --dev_file=data/wsj_pos/dev.txt \
+        --init_checkpoint=models/electra_small --model_size=small --model_dir=runs/pos
+
+The named presets read the standard files under --data_dir: chunk (CoNLL-2000: chunk/{train,dev,test}.txt)
+and ner (CoNLL-2003: eng.train/eng.testa/eng.testb or train.txt/valid.txt/test.txt, under ner/ or not):
+
+    python run_finetuning.py --task=ner --data_dir=conll2003 --init_checkpoint=models/electra_small \
+        --model_size=small --model_dir=runs/ner
+
 Hyper-parameters come from the `finetuning` values of configs/<size>.json
-(and configs/finetuning/tasks.json: 10 epochs for RTE and STS-B; seq 512 for SQuAD and MRQA), then
+(and configs/finetuning/tasks.json: 10 epochs for RTE and STS-B; seq 512 for SQuAD and MRQA; seq 256 for
+chunk and ner), then
 --hparams, then flags. Each trial trains in <model_dir>/trial_<k> (re-running
 resumes it); dev metrics of every trial and their median go to
 <model_dir>/results.json.
@@ -42,14 +55,17 @@ from electra_tf import commands
 from electra_tf import distribution
 from electra_tf import pretraining_data
 from electra_tf import squad
+from electra_tf import tagging
 from electra_tf import tasks
 from electra_tf import tokenization
 from electra_tf import trials
 
 cli.define_config_flags()
 cli.define_run_flags()
-flags.DEFINE_string("task", None, f"One of {list(tasks.TASK_NAMES) + list(squad.TASKS)} (GLUE's names sst2, "
-                    "stsb work too; squad is SQuAD 2.0, squadv1 SQuAD 1.1, the others MRQA sets).")
+flags.DEFINE_string("task", None, f"One of {list(tasks.TASK_NAMES) + list(squad.TASKS) + list(tagging.TASK_NAMES)} "
+                    "(GLUE's names sst2, stsb work too; squad is SQuAD 2.0, squadv1 SQuAD 1.1, mrqa and newsqa... "
+                    "MRQA sets; tagging reads --train_file/--dev_file in CoNLL columns, chunk and ner their standard "
+                    "files in --data_dir).")
 flags.DEFINE_string("data_dir", None, "The GLUE download (CoLA/, SST-2/, ... or the authors' cola/, sst/, ...).")
 flags.DEFINE_string("tfds_name", None, "Read the task from TensorFlow Datasets instead (e.g. glue/sst2).")
 flags.DEFINE_string("tfds_data_dir", None, "TensorFlow Datasets data dir (default: TFDS's).")
@@ -60,16 +76,20 @@ flags.DEFINE_string("vocab_file", None, "WordPiece vocab. Unset: the init checkp
                     "BERT uncased vocab of the released models.")
 flags.DEFINE_string("model_dir", None, "Output dir. Unset: runs/finetune_<task>.")
 flags.DEFINE_integer("num_trials", 1, "Fine-tune this many times with different seeds; report each and the median.")
-flags.DEFINE_boolean("predict", False, "Write test-set predictions (index<TAB>prediction, GLUE's file names).")
+flags.DEFINE_boolean("predict", False, "Write test-set predictions (index<TAB>prediction, GLUE's file names; "
+                     "tagging: test_predictions.txt, `word predicted-tag` a line).")
 flags.DEFINE_boolean("layerwise_lr_off_by_one", False, "Reproduce the authors' code, which gives the top layer "
                      "decay^2 instead of decay^1 (every layer one extra factor).")
 flags.DEFINE_boolean("double_unordered", True, "Add MRPC and STS-B training pairs again in swapped order.")
 flags.DEFINE_string("train_file", None, "text_classification/text_regression: the labelled training TSV or CSV; "
                     "squad/squadv1: a training file in SQuAD's JSON format (default: <data_dir>/train.json); MRQA "
-                    "sets: JSON lines, .jsonl or .jsonl.gz (default: <data_dir>/train.jsonl[.gz]).")
+                    "sets: JSON lines, .jsonl or .jsonl.gz (default: <data_dir>/train.jsonl[.gz]); tagging: the "
+                    "tagged CoNLL column file (its tags are the task's).")
 flags.DEFINE_string("dev_file", None, "text_classification/text_regression: labelled evaluation file; "
-                    "squad/squadv1, MRQA sets: the evaluation file (default: <data_dir>/dev.json, dev.jsonl[.gz]).")
-flags.DEFINE_string("test_file", None, "text_classification/text_regression: unlabelled file for --predict.")
+                    "squad/squadv1, MRQA sets: the evaluation file (default: <data_dir>/dev.json, dev.jsonl[.gz]); "
+                    "tagging: a tagged CoNLL file.")
+flags.DEFINE_string("test_file", None, "text_classification/text_regression: unlabelled file for --predict; "
+                    "tagging: a CoNLL file for --predict (tags optional).")
 flags.DEFINE_string("text_a_column", "0", "Column of the text: an index (0-based, negative from the end) "
                     "or, with --header, a name.")
 flags.DEFINE_string("text_b_column", None, "Column of the second text of a pair, if any.")
@@ -80,6 +100,10 @@ flags.DEFINE_boolean("joint_prediction", False, "squad/squadv1: the authors' hea
                      "on the start (beam of qa_beam_size starts).")
 flags.DEFINE_boolean("answerable_classifier", True, "squad: add the no-answer classifier on [CLS] "
                      "(loss weight answerable_weight).")
+flags.DEFINE_integer("word_column", 0, "tagging, chunk, ner: column of the word (negative from the end).")
+flags.DEFINE_integer("tag_column", -1, "tagging, chunk, ner: column of the tag (negative from the end).")
+flags.DEFINE_enum("tag_scheme", "auto", tagging.SCHEMES, "tagging, chunk, ner: iob1, iob2 or bioes (span tags, "
+                  "entity-level F1) or token (accuracy only); auto detects it from the training file.")
 FLAGS = flags.FLAGS
 
 
@@ -95,8 +119,25 @@ def load_task():
     try:
         task = tasks.get_task(name)
     except ValueError as e:
-        raise ValueError(f"{e}, or SQuAD's and MRQA's {list(squad.TASKS)}") from None
+        raise ValueError(f"{e}, or SQuAD's and MRQA's {list(squad.TASKS)}, or tagging's {list(tagging.TASK_NAMES)}") \
+            from None
     return task if FLAGS.double_unordered else dataclasses.replace(task, double_unordered=False)
+
+
+def load_tagging(name):
+    """The tagging task's sentences: --train_file/--dev_file/--test_file, or a preset's files in --data_dir."""
+    if name == "tagging":
+        if not (FLAGS.train_file and FLAGS.dev_file):
+            raise ValueError("--task=tagging needs --train_file and --dev_file (CoNLL column files)")
+        paths = {"train": FLAGS.train_file, "dev": FLAGS.dev_file, "test": FLAGS.test_file}
+        tasks.check_files({f"--{split}_file": path for split, path in paths.items()})
+    elif not FLAGS.data_dir:
+        raise ValueError(f"--task={name} needs --data_dir (the folder of its CoNLL files)")
+    else:
+        paths = tagging.preset_files(name, FLAGS.data_dir)
+    if FLAGS.predict and not paths["test"]:
+        raise ValueError(f"--task={name} --predict needs a test file (--test_file, or the preset's test file)")
+    return tagging.read_task(name, paths, FLAGS.word_column, FLAGS.tag_column, FLAGS.tag_scheme)
 
 
 def resolve_vocab():
@@ -129,8 +170,9 @@ def read_data(task, config, tokenizer):
 def main(argv):
     del argv
     qa = FLAGS.task is not None and FLAGS.task.lower() in squad.TASKS
-    task = None if qa else load_task()
-    name = FLAGS.task.lower() if qa else task.name
+    tagger = FLAGS.task is not None and FLAGS.task.lower() in tagging.TASK_NAMES
+    task = None if qa or tagger else load_task()
+    name = task.name if task else FLAGS.task.lower()
     config = cli.load_config(FLAGS, task=name)
     cli.set_determinism(FLAGS)
     cli.set_precision(FLAGS)
@@ -158,6 +200,9 @@ def main(argv):
             FLAGS.train_file or squad.data_file(name, FLAGS.data_dir, "train"),
             FLAGS.dev_file or squad.data_file(name, FLAGS.data_dir, "dev"),
             FLAGS.joint_prediction, FLAGS.answerable_classifier)
+    elif tagger:
+        _, run = trials.tagging_trials(load_tagging(name), config, strategy, tokenizer, vocab_file, model_dir,
+                                       options)
     else:
         _, run = trials.classification_trials(task, read_data(task, config, tokenizer), config, strategy,
                                               vocab_file, model_dir, options)
