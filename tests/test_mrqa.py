@@ -60,6 +60,11 @@ def test_reader_gzip_inclusive_spans_and_detected_answers(tmp_path):
     paris = CONTEXT.index("Paris")
     assert by_id["where"].answers == (("Paris", paris), ("Paris", CONTEXT.index("Paris", paris + 1)))
     assert mismatched == ["what"] and not by_id["what"].answer_at_offset  # Left out of training, counted.
+    # An exclusive end (as SQuAD-style converters write) still labels the text at the span's start.
+    exclusive = _mrqa_file(tmp_path / "exclusive.jsonl", [{"context": "abcd", "qas": [
+        _qa("q1", "?", [("bc", [[1, 3]])], ["bc"])]}])
+    (example,), skipped = squad.read_mrqa(exclusive)
+    assert example.answers == (("bc", 1),) and example.answer_at_offset and skipped == []
     # A file without the header reads the same: the shared task's own samples have none.
     plain, _ = squad.read_mrqa(_mrqa_file(tmp_path / "plain.jsonl", _eiffel_records(), header=False))
     assert plain == examples
@@ -77,11 +82,8 @@ def test_reader_gzip_inclusive_spans_and_detected_answers(tmp_path):
     ({"context": "abc", "qas": [{"qid": "q1", "question": "?", "answers": ["b"]}]},
      r"bad.jsonl:2: question q1: missing field 'detected_answers'"),
     ({"context": "abc", "qas": [_qa("q1", "?", [("b", [[1, 1]])], [])]}, r"question q1: answers \[\] is not"),
-    ({"context": "abc", "qas": [_qa("q1", "?", [("c", [[2, 3]])], ["c"])]},
-     r"bad.jsonl:2: question q1: char span \[2, 3\] of answer 'c' is outside the context \(3 characters"),
-    # An exclusive end (as SQuAD-style converters write) makes the span one longer than its text.
-    ({"context": "abcd", "qas": [_qa("q1", "?", [("bc", [[1, 3]])], ["bc"])]},
-     r"question q1: char span \[1, 3\] covers 3 characters but its answer 'bc' has 2 \(MRQA's ends are inclusive"),
+    ({"context": "abc", "qas": [_qa("q1", "?", [("c", [[3, 3]])], ["c"])]},
+     r"bad.jsonl:2: question q1: char span \[3, 3\] of answer 'c' is outside the context \(3 characters"),
 ])
 def test_reader_errors_name_file_and_line(tmp_path, line, error):
     path = tmp_path / "bad.jsonl"

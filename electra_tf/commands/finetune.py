@@ -66,7 +66,9 @@ flags.DEFINE_string("task", None, f"One of {list(tasks.TASK_NAMES) + list(squad.
                     "(GLUE's names sst2, stsb work too; squad is SQuAD 2.0, squadv1 SQuAD 1.1, mrqa and newsqa... "
                     "MRQA sets; tagging reads --train_file/--dev_file in CoNLL columns, chunk and ner their standard "
                     "files in --data_dir).")
-flags.DEFINE_string("data_dir", None, "The GLUE download (CoLA/, SST-2/, ... or the authors' cola/, sst/, ...).")
+flags.DEFINE_string("data_dir", None, "The task's files: the GLUE download (CoLA/, SST-2/, ... or the authors' "
+                    "cola/, sst/, ...); SQuAD's train.json and dev.json; an MRQA set's train.jsonl[.gz] and "
+                    "dev.jsonl[.gz]; CoNLL-2000 (chunk/) or CoNLL-2003 files (ner).")
 flags.DEFINE_string("tfds_name", None, "Read the task from TensorFlow Datasets instead (e.g. glue/sst2).")
 flags.DEFINE_string("tfds_data_dir", None, "TensorFlow Datasets data dir (default: TFDS's).")
 flags.DEFINE_string("init_checkpoint", None, "Pre-trained weights: a run_pretraining.py model dir or one of "
@@ -109,7 +111,8 @@ FLAGS = flags.FLAGS
 
 def load_task():
     if FLAGS.task is None:
-        raise ValueError(f"--task is required: one of {list(tasks.TASK_NAMES) + list(squad.TASKS)}")
+        raise ValueError(f"--task is required: one of "
+                         f"{list(tasks.TASK_NAMES) + list(squad.TASKS) + list(tagging.TASK_NAMES)}")
     name = tasks.canonical_name(FLAGS.task)
     if name in tasks.GENERIC_TASKS:
         return tasks.generic_task(
