@@ -8,6 +8,9 @@ other, and the ratios compare them:
 - `finetune`: a classifier train step (forward, backward, clipped AdamW) on
   batches packed to `--max_seq_length`;
 - `inference`: the classifier's forward pass on the same batches;
+- `tagging_finetune`, `tagging_inference`: the same for a token tagger (`ElectraTagger` against HF's
+  `ElectraForTokenClassification`) on Penn Treebank WSJ sentences (task_data.prepare_wsj_pos), a label on
+  each word's first piece;
 - `serving`: raw text in, probabilities out: electra_tf's exported SavedModel
   (`serving_default`, WordPiece in the graph, batches padded to their longest)
   against HF's fast tokenizer + forward, padded the same way;
@@ -21,6 +24,7 @@ other, and the ratios compare them:
 The last line printed is one JSON object with every figure.
 """
 
+import functools
 import json
 import os
 import resource
@@ -43,6 +47,7 @@ from electra_tf import export
 from electra_tf import finetuning
 from electra_tf import optimization
 from electra_tf import pretraining_data
+from electra_tf import tagging
 from electra_tf import task_data
 from electra_tf import tasks
 from electra_tf import tokenization
@@ -50,7 +55,7 @@ from electra_tf import tokenization
 flags.DEFINE_string("part", None, "Run one measurement (e.g. finetune_hf, data_builder) in this process; "
                     "the parent run starts one process per measurement.")
 
-PARTS = ("pretrain", "finetune", "inference", "serving")
+PARTS = ("pretrain", "finetune", "inference", "serving", "tagging_finetune", "tagging_inference")
 MEASUREMENTS = [f"{p}_{i}" for p in PARTS for i in ("electra_tf", "hf")] + ["data_builder"]
 
 
@@ -75,26 +80,44 @@ def timed(step, batches, steps):
     return (time.time() - start) / steps
 
 
-def packed_batches(config, messages):
-    tokenizer = tokenization.WordPieceTokenizer.for_config(pretraining_data.demo_vocab_file(), config)
-    examples = [tasks.Example(str(i), text, None, label) for i, (label, text) in enumerate(messages)]
-    features = tasks.featurize(examples, tokenizer, config.max_seq_length, {"ham": 0, "spam": 1})
+def _four_batches(config, features):
     b = config.train_batch_size
     return [{k: features[k][i:i + b] for k in finetuning.FEATURES} for i in range(0, 4 * b, b)]
 
 
-def electra_tf_classifier(config):
-    model = finetuning.ElectraClassifier(config, 2, "bench")
+def packed_batches(config, task):
+    """Four training batches of SMS messages (`classify`) or WSJ sentences with their tags (`tag`)."""
+    tokenizer = tokenization.WordPieceTokenizer.for_config(pretraining_data.demo_vocab_file(), config)
+    if task == "tag":
+        data = task_data.prepare_wsj_pos(os.path.join(tempfile.gettempdir(), "electra_tf_bench_wsj"))
+        label_ids = {tag: i for i, tag in enumerate(data["tags"])}
+        features, _, _ = tagging.featurize(tagging.read_conll(data["train"]), tokenizer, config.max_seq_length,
+                                           label_ids)
+        return _four_batches(config, features)
+    examples = [tasks.Example(str(i), text, None, label) for i, (label, text) in enumerate(sms_messages())]
+    return _four_batches(config, tasks.featurize(examples, tokenizer, config.max_seq_length, {"ham": 0, "spam": 1}))
+
+
+def num_labels(task):
+    return len(task_data.prepare_wsj_pos(os.path.join(tempfile.gettempdir(), "electra_tf_bench_wsj"))["tags"]) \
+        if task == "tag" else 2
+
+
+def electra_tf_classifier(config, task="classify"):
+    model = finetuning.ElectraTagger(config, num_labels(task), "bench") if task == "tag" else \
+        finetuning.ElectraClassifier(config, 2, "bench")
     model.build_variables()
     model.compile(optimizer=optimization.create_optimizer(config, total_steps=1000, warmup_steps=10))
     model.optimizer.build(model.trainable_variables)
     return model
 
 
-def hf_classifier(config):
+def hf_classifier(config, task="classify"):
     import transformers
 
-    return transformers.ElectraForSequenceClassification(hf_config(config, num_labels=2))
+    head = transformers.ElectraForTokenClassification if task == "tag" else \
+        transformers.ElectraForSequenceClassification
+    return head(hf_config(config, num_labels=num_labels(task)))
 
 
 def torch_inputs(batch):
@@ -157,21 +180,21 @@ def serving_hf(config, jit):
     return timed(step, raw_batches(config), FLAGS.steps)
 
 
-def finetune_electra_tf(config, jit):
-    train = tf.function(electra_tf_classifier(config).train_step, jit_compile=jit)
-    return timed(lambda b: float(train(b)["loss"]), packed_batches(config, sms_messages()), FLAGS.steps)
+def finetune_electra_tf(config, jit, task="classify"):
+    train = tf.function(electra_tf_classifier(config, task).train_step, jit_compile=jit)
+    return timed(lambda b: float(train(b)["loss"]), packed_batches(config, task), FLAGS.steps)
 
 
-def inference_electra_tf(config, jit):
-    model = electra_tf_classifier(config)
+def inference_electra_tf(config, jit, task="classify"):
+    model = electra_tf_classifier(config, task)
     forward = tf.function(lambda b: model(b, training=False), jit_compile=jit)
-    return timed(lambda b: forward(b).numpy(), packed_batches(config, sms_messages()), FLAGS.steps)
+    return timed(lambda b: forward(b).numpy(), packed_batches(config, task), FLAGS.steps)
 
 
-def finetune_hf(config, jit):
+def finetune_hf(config, jit, task="classify"):
     import torch
 
-    model = hf_classifier(config).train()
+    model = hf_classifier(config, task).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, eps=1e-6,
                                   weight_decay=config.weight_decay_rate)
 
@@ -183,19 +206,26 @@ def finetune_hf(config, jit):
         optimizer.step()
         return loss.item()
 
-    return timed(step, packed_batches(config, sms_messages()), FLAGS.steps)
+    # HF ignores label -100 in the loss, the value tagging.IGNORE gives unlabelled pieces.
+    return timed(step, packed_batches(config, task), FLAGS.steps)
 
 
-def inference_hf(config, jit):
+def inference_hf(config, jit, task="classify"):
     import torch
 
-    model = hf_classifier(config).eval()
+    model = hf_classifier(config, task).eval()
 
     def forward(b):
         with torch.no_grad():
             return model(**torch_inputs(b)).logits.numpy()
 
-    return timed(forward, packed_batches(config, sms_messages()), FLAGS.steps)
+    return timed(forward, packed_batches(config, task), FLAGS.steps)
+
+
+tagging_finetune_electra_tf = functools.partial(finetune_electra_tf, task="tag")
+tagging_inference_electra_tf = functools.partial(inference_electra_tf, task="tag")
+tagging_finetune_hf = functools.partial(finetune_hf, task="tag")
+tagging_inference_hf = functools.partial(inference_hf, task="tag")
 
 
 def child(part):
