@@ -236,7 +236,7 @@ def test_run_finetuning_bad_flags_give_clear_errors(tmp_path):
     cases = [
         ([], "--task is required"),
         (["--task=squad3"], "--task='squad3': choose one of"),
-        (["--task=squad"], "--task=squad needs --data_dir (with train.json and dev.json) or --train_file and "
+        (["--task=squad"], "--task=squad needs --data_dir (with its train and dev files) or --train_file and "
                            "--dev_file"),
         (["--task=rte"], "--task=rte needs --data_dir"),
         (["--task=rte", "--data_dir=/nonexistent"], "task rte: no train file; tried /nonexistent/RTE/train.tsv"),

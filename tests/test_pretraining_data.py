@@ -174,7 +174,7 @@ def test_train_and_eval_split_is_the_eval_shards_or_else_the_last_training_shard
     (tmp_path / "eval_data.tfrecord-0-of-1").touch()
     assert pretraining_data.train_and_eval_files(str(tmp_path)) == (
         [str(s) for s in shards], [str(tmp_path / "eval_data.tfrecord-0-of-1")])
-    with pytest.raises(ValueError, match="--pretrain_data_dir=/nowhere: no pretrain_data.tfrecord.*dataset.py$"):
+    with pytest.raises(ValueError, match="--pretrain_data_dir=/nowhere: no pretrain_data.tfrecord.*dataset.py\)$"):
         pretraining_data.train_and_eval_files("/nowhere", "--pretrain_data_dir")
 
 
