@@ -8,7 +8,7 @@ demo: setup
 	.venv/bin/python run_pretraining.py $(ARGS)
 
 test: setup
-	.venv/bin/python -m pytest -q tests $(ARGS)
+	.venv/bin/python -m pytest -q -n 2 tests $(ARGS)
 
 # Not needed by the two commands: TF Model Garden's environment, for the benchmarks' peer column.
 model-garden-venv:
