@@ -78,10 +78,10 @@ def describe(strategy, global_batch_size, accumulation_steps=1):
     return global_batch_size // replicas
 
 
-# On CPU an XLA-compiled pre-training step is faster (tiny 568 against 780 ms, small 2.99 against 6.30 s at
-# 32 x 128) but its first call costs more (tiny +8.5 s, small +24 s): it pays for itself after ~40 steps
-# (tiny) and ~8 (small). With evaluation's compilation and a margin, XLA is the default from this many steps.
-# BENCHMARKS.md, "XLA on CPU".
+# On CPU an XLA-compiled pre-training step is faster (32 x 128: tiny 442-451 against 470-505 ms, small 2.83
+# against 3.36 s) but its first call costs more (tiny +7 s, small +12 s): it repays that within ~25-200 steps
+# (a 300-step tiny run: 125 s with XLA, 141 s without). With evaluation's compilation and a margin, XLA is the
+# default from this many steps. BENCHMARKS.md, "XLA on CPU".
 XLA_CPU_MIN_STEPS = 100
 
 
