@@ -432,13 +432,32 @@ def load_into(names, path, ignore=()):
     return source, len(left_out)
 
 
-def initialize_from(pretrainer, path):
-    """Loads every weight of an `ElectraPretrainer` from a checkpoint of any supported format.
+# What a released discriminator (a Hugging Face ELECTRA or BERT encoder) holds: the shared embedding block and
+# the discriminator's encoder. The rest of a pre-trainer is left out of such a checkpoint.
+ENCODER_PREFIX = "electra/"
 
-    A source that lacks part of the model (a Hugging Face discriminator has no
-    generator) is an error naming what is missing.
+
+def initialize_from(pretrainer, path, encoder_only=False):
+    """Loads the weights of an `ElectraPretrainer` from a checkpoint of any supported format.
+
+    Args:
+      pretrainer: a built `ElectraPretrainer`.
+      path: what `detect_format` recognises.
+      encoder_only: load only the embeddings and the discriminator's encoder,
+        keeping the generator and both heads as initialised: continued
+        pre-training of released weights that come without a generator
+        (a Hugging Face discriminator, a BERT model). A source's own
+        generator and heads are then left out.
 
     Returns:
       The detected format.
+
+    Raises:
+      ValueError naming what the source lacks (without `encoder_only`, a Hugging
+      Face discriminator lacks the generator) or holds beyond the model.
     """
-    return load_into(variable_names(pretrainer), path)[0]
+    names = variable_names(pretrainer)
+    if not encoder_only:
+        return load_into(names, path)[0]
+    encoder = {n: v for n, v in names.items() if n.startswith(ENCODER_PREFIX)}
+    return load_into(encoder, path, ignore=tuple({n.split("/", 1)[0] + "/" for n in names} - {ENCODER_PREFIX}))[0]

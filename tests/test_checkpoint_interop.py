@@ -197,6 +197,26 @@ def test_authors_checkpoint_with_generator_initialises_a_pretrainer_exactly(tmp_
     assert "generator/embeddings/word_embeddings" not in arrays and "electra/embeddings/word_embeddings" in arrays
 
 
+def test_released_encoder_without_generator_initialises_only_the_encoder_for_continued_pretraining():
+    from conftest import make_pretrainer
+
+    bert_dir = os.path.dirname(pretraining_data.demo_vocab_file())  # MiniLM-L6-H384: an encoder, no generator.
+    config = ElectraConfig.from_size("tiny", dict(interop.architecture_of(bert_dir), max_seq_length=32))
+    target = make_pretrainer(config)
+    fresh = interop.model_arrays(interop.variable_names(target))
+    with pytest.raises(ValueError, match=r"missing \['discriminator_predictions/dense/bias'"):
+        interop.initialize_from(target, bert_dir)
+    assert interop.initialize_from(target, bert_dir, encoder_only=True) == "hf"
+    released = interop.read_checkpoint(bert_dir, "hf")
+    names = interop.variable_names(target)
+    now = interop.model_arrays(names)  # The authors' layout, which read_checkpoint gives.
+    loaded = [n for n in names if n.startswith("electra/")]
+    assert len(loaded) == len(released) and all(np.array_equal(now[n], released[n]) for n in loaded)
+    kept = [n for n in names if not n.startswith("electra/")]
+    assert any(n.startswith("generator/encoder/") for n in kept)
+    assert all(np.array_equal(now[n], fresh[n]) for n in kept)
+
+
 def test_generator_exports_to_hf_masked_lm_with_equal_logits(tmp_path):
     from conftest import make_pretrainer
 

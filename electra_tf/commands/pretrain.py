@@ -47,6 +47,9 @@ flags.DEFINE_string("model_dir", None, "Checkpoints, TensorBoard logs and the su
 flags.DEFINE_string("init_checkpoint", None, "Start from these weights (an authors' TF1 checkpoint, a Hugging "
                     "Face or an electra_tf model dir, or one checkpoint of a run: <model_dir>/ckpt-N) unless "
                     "--model_dir already has a checkpoint.")
+flags.DEFINE_boolean("init_encoder_only", False, "Take only the embeddings and the discriminator's encoder from "
+                     "--init_checkpoint; the generator and both heads start fresh: continued pre-training of "
+                     "released weights without a generator (a Hugging Face discriminator, a BERT model).")
 flags.DEFINE_boolean("verify_data", True, "Read every shard through before training (record framing and "
                      "checksums) and stop at a corrupt, truncated or foreign file, naming it; --noverify_data "
                      "skips this for a corpus already verified.")
@@ -107,8 +110,9 @@ def main(argv):
     fresh_start = tf.train.latest_checkpoint(model_dir) is None
     if FLAGS.init_checkpoint and fresh_start:
         with strategy.scope():
-            source = checkpoint_interop.initialize_from(pretrainer, FLAGS.init_checkpoint)
-        logging.info("initialised from %s (%s)", FLAGS.init_checkpoint, source)
+            source = checkpoint_interop.initialize_from(pretrainer, FLAGS.init_checkpoint, FLAGS.init_encoder_only)
+        logging.info("initialised %sfrom %s (%s)", "the encoder (the generator and heads fresh) "
+                     if FLAGS.init_encoder_only else "", FLAGS.init_checkpoint, source)
     jit = cli.jit_compile(FLAGS, config.num_train_steps, strategy.num_replicas_in_sync)
     trainer = training.Trainer(pretrainer, strategy, model_dir, jit, config.keep_checkpoint_max,
                                guard=pretrainer.guard, skip_nonfinite=FLAGS.skip_nonfinite,
