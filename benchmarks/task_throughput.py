@@ -20,6 +20,7 @@ other, and the ratios compare them:
 
     python benchmarks/task_throughput.py --model_size=tiny
     python benchmarks/task_throughput.py --model_size=small
+    python benchmarks/task_throughput.py --model_size=tiny --parts=tagging_finetune,tagging_inference
 
 The last line printed is one JSON object with every figure.
 """
@@ -54,6 +55,8 @@ from electra_tf import tokenization
 
 flags.DEFINE_string("part", None, "Run one measurement (e.g. finetune_hf, data_builder) in this process; "
                     "the parent run starts one process per measurement.")
+flags.DEFINE_list("parts", None, "Measure only these parts (e.g. tagging_finetune,tagging_inference), each for "
+                  "electra_tf and Hugging Face. Default: every part and the data builder.")
 
 PARTS = ("pretrain", "finetune", "inference", "serving", "tagging_finetune", "tagging_inference")
 MEASUREMENTS = [f"{p}_{i}" for p in PARTS for i in ("electra_tf", "hf")] + ["data_builder"]
@@ -245,8 +248,14 @@ def child(part):
 def parent():
     config = cli.load_config(FLAGS)
     passed = [a for a in sys.argv[1:] if not a.startswith("--part")]
+    parts = FLAGS.parts or PARTS
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+        raise app.UsageError(f"--parts: unknown {unknown}; choose from {list(PARTS)}")
+    measurements = [m for m in MEASUREMENTS
+                    if FLAGS.parts is None or m.removesuffix("_electra_tf").removesuffix("_hf") in parts]
     results = {"model_size": FLAGS.model_size, "batch": config.train_batch_size, "seq": config.max_seq_length}
-    for key in MEASUREMENTS:
+    for key in measurements:
         done = subprocess.run([sys.executable, os.path.abspath(__file__), f"--part={key}", *passed],
                               capture_output=True, text=True)
         if done.returncode:
@@ -259,7 +268,7 @@ def parent():
         else:
             results[f"{key}_examples_per_second"] = round(config.train_batch_size / figures["seconds"], 1)
         print(json.dumps({key: figures}), flush=True)
-    for part in PARTS:
+    for part in parts:
         results[f"{part}_ratio"] = round(results[f"{part}_electra_tf_examples_per_second"]
                                          / results[f"{part}_hf_examples_per_second"], 2)
     print(json.dumps(results))
