@@ -41,7 +41,7 @@ import electra_tf  # noqa: F401  (before TensorFlow: it switches oneDNN on, whic
 import tensorflow as tf
 
 from common import FLAGS, hf_config, setup
-from pretrain_throughput import time_electra_tf, time_hugging_face  # Also defines --steps and --threads.
+from pretrain_throughput import electra_tf_step, hugging_face_step, seconds_per_step  # Also --steps, --threads.
 from electra_tf import cli
 from electra_tf import data_builder
 from electra_tf import export
@@ -147,14 +147,20 @@ def data_builder(config, jit):
         return time.time() - start, stats.tokens
 
 
+def _pretrain_seconds(step, batches):
+    for _ in range(2):  # Warm-up: tracing.
+        float(step(next(batches)))
+    return seconds_per_step(step, batches, FLAGS.steps)
+
+
 def pretrain_electra_tf(config, jit):
     _, _, model, batches = setup()
-    return time_electra_tf(model, batches, jit, FLAGS.steps)
+    return _pretrain_seconds(electra_tf_step(model, jit), batches)
 
 
 def pretrain_hf(config, jit):
     _, _, _, batches = setup()
-    return time_hugging_face(config, batches, FLAGS.steps, FLAGS.threads or os.cpu_count())
+    return _pretrain_seconds(hugging_face_step(config, FLAGS.threads or os.cpu_count()), batches)  # As shipped.
 
 
 def serving_electra_tf(config, jit):
