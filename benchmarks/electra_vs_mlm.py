@@ -19,6 +19,7 @@
 Every step is a top-level script run in its own process; finished steps are skipped on a re-run.
 """
 
+import collections
 import json
 import os
 import statistics
@@ -102,18 +103,13 @@ def finetune(task, data, name, init_checkpoint, vocab_flags):
 
 def most_frequent_tag_accuracy(data):
     """Dev token accuracy of tagging each word with its most frequent training tag (unseen words: the commonest tag)."""
-    counts = {}
+    counts = collections.defaultdict(collections.Counter)
     for sentence in tagging.read_conll(data["train"]):
         for word, tag in zip(sentence.words, sentence.tags):
-            counts.setdefault(word, {}).setdefault(tag, 0)
             counts[word][tag] += 1
-    overall = {}
-    for tags in counts.values():
-        for tag, n in tags.items():
-            overall[tag] = overall.get(tag, 0) + n
-    default = max(overall, key=overall.get)
+    default = sum(counts.values(), collections.Counter()).most_common(1)[0][0]
     pairs = [(word, tag) for sentence in tagging.read_conll(data["dev"]) for word, tag in zip(sentence.words, sentence.tags)]
-    right = sum(max(counts[w], key=counts[w].get) == t if w in counts else t == default for w, t in pairs)
+    right = sum((counts[w].most_common(1)[0][0] if w in counts else default) == t for w, t in pairs)
     return right / len(pairs)
 
 

@@ -92,7 +92,7 @@ def packed_batches(config, task):
     """Four training batches of SMS messages (`classify`) or WSJ sentences with their tags (`tag`)."""
     tokenizer = tokenization.WordPieceTokenizer.for_config(pretraining_data.demo_vocab_file(), config)
     if task == "tag":
-        data = task_data.prepare_wsj_pos(os.path.join(tempfile.gettempdir(), "electra_tf_bench_wsj"))
+        data = wsj_pos()
         label_ids = {tag: i for i, tag in enumerate(data["tags"])}
         features, _, _ = tagging.featurize(tagging.read_conll(data["train"]), tokenizer, config.max_seq_length,
                                            label_ids)
@@ -101,9 +101,14 @@ def packed_batches(config, task):
     return _four_batches(config, tasks.featurize(examples, tokenizer, config.max_seq_length, {"ham": 0, "spam": 1}))
 
 
+@functools.cache
+def wsj_pos():
+    """The WSJ part-of-speech split, written once per process."""
+    return task_data.prepare_wsj_pos(os.path.join(tempfile.gettempdir(), "electra_tf_bench_wsj"))
+
+
 def num_labels(task):
-    return len(task_data.prepare_wsj_pos(os.path.join(tempfile.gettempdir(), "electra_tf_bench_wsj"))["tags"]) \
-        if task == "tag" else 2
+    return len(wsj_pos()["tags"]) if task == "tag" else 2
 
 
 def electra_tf_classifier(config, task="classify"):
