@@ -439,12 +439,13 @@ def write_keras_hub(names, config, vocab_file, output_dir):
     return backbone
 
 
-def _keras_hub_json(path, filename):
+def _keras_hub_json(path, filename, class_name):
+    """The `config` of a preset's serialised keras-hub object, checked to be a `class_name`."""
     with open(os.path.join(path, filename)) as f:
         values = json.load(f)
-    if values.get("class_name") not in ("ElectraBackbone", "ElectraTokenizer"):
+    if values.get("class_name") != class_name:
         raise ValueError(f"{os.path.join(path, filename)}: a keras-hub {values.get('class_name')!r}; "
-                         "electra_tf reads ElectraBackbone presets")
+                         f"electra_tf reads ElectraBackbone presets, whose {filename} holds an {class_name}")
     return values["config"]
 
 
@@ -455,7 +456,7 @@ def config_overrides_from_keras_hub(preset_dir):
     with, not the tanh approximation keras-hub computes; `do_lower_case` is
     the preset tokenizer's `lowercase` when it has a tokenizer.json.
     """
-    backbone = _keras_hub_json(preset_dir, "config.json")
+    backbone = _keras_hub_json(preset_dir, "config.json", "ElectraBackbone")
     values = dict(_KERAS_HUB_FIXED,
                   vocab_size=backbone["vocab_size"], embedding_size=backbone["embedding_dim"],
                   hidden_size=backbone["hidden_dim"], num_hidden_layers=backbone["num_layers"],
@@ -463,14 +464,14 @@ def config_overrides_from_keras_hub(preset_dir):
                   dropout_prob=backbone["dropout"], max_position_embeddings=backbone["max_sequence_length"],
                   type_vocab_size=backbone["num_segments"])
     if os.path.exists(os.path.join(preset_dir, "tokenizer.json")):
-        values["do_lower_case"] = _keras_hub_json(preset_dir, "tokenizer.json")["lowercase"]
+        values["do_lower_case"] = _keras_hub_json(preset_dir, "tokenizer.json", "ElectraTokenizer")["lowercase"]
     return values
 
 
 def _read_keras_hub(preset_dir):
     import keras_hub
 
-    _keras_hub_json(preset_dir, "config.json")  # A clear error for another model's preset.
+    _keras_hub_json(preset_dir, "config.json", "ElectraBackbone")  # A clear error for another model's preset.
     backbone = keras_hub.models.ElectraBackbone.from_preset(preset_dir)
     logging.info("%s: left out the backbone's %s (ELECTRA has no pooler)", preset_dir, KERAS_HUB_POOLER)
     return model_arrays(keras_hub_names(backbone))
