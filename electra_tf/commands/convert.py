@@ -1,4 +1,4 @@
-"""Converts ELECTRA checkpoints between the authors' TF1 format, Hugging Face and electra_tf.
+"""Converts ELECTRA checkpoints between the authors' TF1 format, Hugging Face, keras-hub and electra_tf.
 
     # A released ELECTRA-Small TF1 checkpoint (generator as large as the discriminator):
     python convert_checkpoint.py --input=electra_small --input_format=authors_tf1 \
@@ -8,11 +8,18 @@
     # An electra_tf model dir (pre-training run or converted) to Hugging Face:
     python convert_checkpoint.py --input=runs/pretrain_tiny_electra --input_format=native \
         --output_format=hf --output_dir=hf_out
+    # The same discriminator as a keras-hub preset (ElectraBackbone + ElectraTokenizer), and back:
+    python convert_checkpoint.py --input=runs/pretrain_tiny_electra --input_format=native \
+        --output_format=keras_hub --output_dir=presets/electra_tiny
+    python convert_checkpoint.py --input=presets/electra_tiny --input_format=keras_hub --output_dir=models/tiny
 
 The electra_tf output (config.json, vocab.txt, checkpoint) is what
 run_pretraining.py's --init_checkpoint takes. The Hugging Face output is an
 `ElectraForPreTraining` directory, with the generator (when there is one) as
-an `ElectraForMaskedLM` in `<output_dir>/generator`.
+an `ElectraForMaskedLM` in `<output_dir>/generator`. The keras-hub output is
+a preset that `keras_hub.models.ElectraBackbone.from_preset` loads: the
+embeddings and the discriminator's encoder, without the discriminator head
+and the generator, which a backbone does not hold.
 """
 
 import json
@@ -31,14 +38,16 @@ from electra_tf import pretraining_data
 from electra_tf.pretrainer import ElectraPretrainer
 
 cli.define_config_flags()
-flags.DEFINE_string("input", None, "Checkpoint prefix or directory (authors_tf1), model directory (hf, native).")
+flags.DEFINE_string("input", None, "Checkpoint prefix or directory (authors_tf1), model directory (hf, native), "
+                    "preset directory (keras_hub).")
 flags.DEFINE_enum("input_format", None, interop.FORMATS, "Format of --input.")
 flags.DEFINE_string("generator_input", None, "With --input_format=hf: a Hugging Face ElectraForMaskedLM dir, "
                     "the generator that was trained with the --input discriminator.")
-flags.DEFINE_enum("output_format", "native", ("native", "hf"), "Format written to --output_dir.")
+flags.DEFINE_enum("output_format", "native", ("native", "hf", "keras_hub"), "Format written to --output_dir.")
 flags.DEFINE_string("output_dir", None, "Where the converted model is written.")
-flags.DEFINE_string("vocab_file", None, "Vocabulary to ship with the model. Unset: the input's vocab.txt if it "
-                    "has one, else the BERT uncased vocab of the released models.")
+flags.DEFINE_string("vocab_file", None, "Vocabulary to ship with the model. Unset: the input's vocab.txt (a "
+                    "keras-hub preset's vocabulary.txt) if it has one, else the BERT uncased vocab of the released "
+                    "models.")
 flags.mark_flags_as_required(["input", "input_format", "output_dir"])
 FLAGS = flags.FLAGS
 
@@ -48,10 +57,13 @@ def load_config():
         with open(os.path.join(FLAGS.input, "config.json")) as f:
             return config_lib.ElectraConfig.from_dict(json.load(f))
     config = cli.load_config(FLAGS)
-    if FLAGS.input_format == "hf":
-        overrides = interop.config_overrides_from_hf(FLAGS.input)
+    if FLAGS.input_format in ("hf", "keras_hub"):
+        overrides = (interop.config_overrides_from_hf if FLAGS.input_format == "hf"
+                     else interop.config_overrides_from_keras_hub)(FLAGS.input)
         # The size's sequence length may not fit a model with fewer positions.
         overrides["max_seq_length"] = min(config.max_seq_length, overrides["max_position_embeddings"])
+        # Config flags still have the last word (a cased or uncased tokenizer: --do_lower_case).
+        overrides.update({n: FLAGS[n].value for n in config_lib.field_types() if FLAGS[n].value is not None})
         if FLAGS.generator_input:
             overrides.update(interop.generator_overrides_from_hf(FLAGS.generator_input, overrides))
         config = config.replace(**overrides)
@@ -61,9 +73,7 @@ def load_config():
 def vocab_file():
     if FLAGS.vocab_file:
         return FLAGS.vocab_file
-    candidate = os.path.join(FLAGS.input if os.path.isdir(FLAGS.input) else os.path.dirname(FLAGS.input),
-                             "vocab.txt")
-    return candidate if os.path.exists(candidate) else pretraining_data.demo_vocab_file()
+    return interop.vocab_file_of(FLAGS.input) or pretraining_data.demo_vocab_file()
 
 
 def main(argv):
@@ -89,6 +99,14 @@ def main(argv):
     vocab = vocab_file()
     if FLAGS.output_format == "native":
         path = interop.write_native(FLAGS.output_dir, config, vocab, names)
+    elif FLAGS.output_format == "keras_hub":
+        interop.write_keras_hub(names, config, vocab, FLAGS.output_dir)
+        path = FLAGS.output_dir
+        parts = [p for p in parts if p == "electra"]
+        left_out = sorted({n.split("/")[0] for n in names} - set(parts))
+        if left_out:
+            logging.info("left out %s: a keras-hub ElectraBackbone holds the embeddings and the "
+                         "discriminator's encoder only", ", ".join(left_out))
     else:
         disc = {n: v for n, v in names.items() if not n.startswith("generator")}
         interop.write_hf(disc, config, vocab, FLAGS.output_dir)

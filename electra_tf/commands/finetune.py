@@ -72,10 +72,10 @@ flags.DEFINE_string("data_dir", None, "The task's files: the GLUE download (CoLA
 flags.DEFINE_string("tfds_name", None, "Read the task from TensorFlow Datasets instead (e.g. glue/sst2).")
 flags.DEFINE_string("tfds_data_dir", None, "TensorFlow Datasets data dir (default: TFDS's).")
 flags.DEFINE_string("init_checkpoint", None, "Pre-trained weights: a run_pretraining.py model dir or one of "
-                    "its checkpoints (<model_dir>/ckpt-400), an electra_tf or Hugging Face model dir, or an "
-                    "authors' TF1 checkpoint. Unset: random init.")
-flags.DEFINE_string("vocab_file", None, "WordPiece vocab. Unset: the init checkpoint's vocab.txt, else the "
-                    "BERT uncased vocab of the released models.")
+                    "its checkpoints (<model_dir>/ckpt-400), an electra_tf or Hugging Face model dir, a keras-hub "
+                    "ElectraBackbone preset dir, or an authors' TF1 checkpoint. Unset: random init.")
+flags.DEFINE_string("vocab_file", None, "WordPiece vocab. Unset: the init checkpoint's vocab.txt (a keras-hub "
+                    "preset's vocabulary.txt), else the BERT uncased vocab of the released models.")
 flags.DEFINE_string("model_dir", None, "Output dir. Unset: runs/finetune_<task>.")
 flags.DEFINE_integer("num_trials", 1, "Fine-tune this many times with different seeds; report each and the median.")
 flags.DEFINE_boolean("predict", False, "Write test-set predictions (index<TAB>prediction, GLUE's file names; "
@@ -146,10 +146,8 @@ def load_tagging(name):
 def resolve_vocab():
     if FLAGS.vocab_file:
         return FLAGS.vocab_file
-    model_dir = FLAGS.init_checkpoint and checkpoint_interop.model_dir_of(FLAGS.init_checkpoint)
-    if model_dir and os.path.isfile(os.path.join(model_dir, "vocab.txt")):
-        return os.path.join(model_dir, "vocab.txt")
-    return pretraining_data.demo_vocab_file()
+    shipped = FLAGS.init_checkpoint and checkpoint_interop.vocab_file_of(FLAGS.init_checkpoint)
+    return shipped or pretraining_data.demo_vocab_file()
 
 
 def read_features(task, split, tokenizer, config):

@@ -45,11 +45,12 @@ flags.DEFINE_string("vocab_file", None, "WordPiece vocab the data was built with
 flags.DEFINE_string("model_dir", None, "Checkpoints, TensorBoard logs and the summary. "
                     "Unset: runs/pretrain_<model_size>_<objective>.")
 flags.DEFINE_string("init_checkpoint", None, "Start from these weights (an authors' TF1 checkpoint, a Hugging "
-                    "Face or an electra_tf model dir, or one checkpoint of a run: <model_dir>/ckpt-N) unless "
-                    "--model_dir already has a checkpoint.")
+                    "Face or an electra_tf model dir, a keras-hub preset dir, or one checkpoint of a run: "
+                    "<model_dir>/ckpt-N) unless --model_dir already has a checkpoint.")
 flags.DEFINE_boolean("init_encoder_only", False, "Take only the embeddings and the discriminator's encoder from "
                      "--init_checkpoint; the generator and both heads start fresh: continued pre-training of "
-                     "released weights without a generator (a Hugging Face discriminator, a BERT model).")
+                     "released weights without a generator (a Hugging Face discriminator, a keras-hub preset, a BERT "
+                     "model).")
 flags.DEFINE_boolean("verify_data", True, "Read every shard through before training (record framing and "
                      "checksums) and stop at a corrupt, truncated or foreign file, naming it; --noverify_data "
                      "skips this for a corpus already verified.")
