@@ -86,7 +86,7 @@ def train_trial(trial, model, config, strategy, num_steps, vocab_file, model_dir
             lr_multipliers=finetuning.layerwise_multipliers(model, options.layerwise_lr_off_by_one)))
         model.optimizer.build(model.trainable_variables)
         if options.init_checkpoint and tf.train.latest_checkpoint(trial_dir) is None:
-            finetuning.load_pretrained(model, options.init_checkpoint)
+            finetuning.load_pretrained(model, options.init_checkpoint, task_info.get("labels"))
     # The trial dir is also an electra_tf model dir (config, vocab, checkpoints by the authors' names).
     checkpoint_interop.write_model_files(trial_dir, config, vocab_file)
     tasks.write_task_file(trial_dir, task_info)
