@@ -41,7 +41,8 @@ class TrialOptions:
     """How trials run, beyond the config's hyper-parameters (run_finetuning.py's flags of the same names).
 
     Args:
-      init_checkpoint: pre-trained weights (any format `checkpoint_interop` reads); None: random init.
+      init_checkpoint: pre-trained weights (any format `checkpoint_interop` reads), with the task head when it
+        holds this task's (`finetuning.load_pretrained`); None: random init.
       layerwise_lr_off_by_one: the authors' layer-wise decay, whose top layer gets decay^2.
       jit_compile: XLA-compile the steps.
       skip_nonfinite: skip a step whose loss or gradients are not finite instead of stopping.
