@@ -232,7 +232,7 @@ def _from_torch_layout(name, value):
 # --- Writing ---
 
 def write_hf(names, config, vocab_file, output_dir, generator=False, head=None):
-    """Writes a Hugging Face ELECTRA model dir (config.json, model.safetensors, vocab.txt).
+    """Writes a Hugging Face ELECTRA model dir (config.json, model.safetensors, vocab.txt, tokenizer_config.json).
 
     Args:
       names: {authors' name: variable} of the discriminator (encoder and
@@ -275,6 +275,9 @@ def write_hf(names, config, vocab_file, output_dir, generator=False, head=None):
     }
     with open(os.path.join(output_dir, "config.json"), "w") as f:
         json.dump(hf_config, f, indent=2)
+    # So that AutoTokenizer (and a pipeline) cases the text as the model was trained.
+    with open(os.path.join(output_dir, "tokenizer_config.json"), "w") as f:
+        json.dump({"tokenizer_class": "ElectraTokenizer", "do_lower_case": config.do_lower_case}, f, indent=2)
     shutil.copyfile(vocab_file, os.path.join(output_dir, "vocab.txt"))
 
 
