@@ -359,7 +359,8 @@ def load_pretrained(model, path, labels=None):
     head, source_info = _checkpoint_head(path, source, arrays, model)
     names = checkpoint_interop.encoder_names(model.encoder, "electra")
     if head:
-        _check_head(model, path, head, source_info, labels)
+        _check_head(model, path, head)
+        head = _in_label_order(model, path, head, source_info, labels)
         arrays = {n: a for n, a in arrays.items() if not n.startswith(hf_heads.HF_HEAD_PREFIXES + (prefix,))}
         arrays.update({prefix + name: a for name, a in head.items()})
         names = model.variable_names()
@@ -388,7 +389,7 @@ def _checkpoint_head(path, source, arrays, model):
     return head, info
 
 
-def _check_head(model, path, head, info, labels):
+def _check_head(model, path, head):
     own = {name: tuple(v.shape) for name, v in model.head_variables().items()}
     if set(head) != set(own):
         raise ValueError(f"--init_checkpoint={path} holds a {model.task_name} head of {sorted(head)}; this model's "
@@ -401,11 +402,24 @@ def _check_head(model, path, head, info, labels):
                    if theirs[:-1] == shape[:-1] else "its sizes are not --model_size/--hparams'")
             raise ValueError(f"--init_checkpoint={path}: its {model.task_name} head's {name} has shape {theirs}, "
                              f"this task's needs {shape}: {why}")
+
+
+def _in_label_order(model, path, head, info, labels):
+    """The head with its outputs in the task's label order, when the checkpoint names the same labels otherwise.
+
+    A task's labels are in the order its training file shows them, which
+    need not be the order a model was fine-tuned with.
+    """
     named = info.get("labels") if info else None
-    if labels is not None and named is not None and list(named) != list(labels) and \
-            not hf_heads.generic_labels(named):
+    if labels is None or named is None or list(named) == list(labels) or hf_heads.generic_labels(named):
+        return head
+    if sorted(named) != sorted(labels):
         raise ValueError(f"--init_checkpoint={path}: its head's labels {list(named)} are not the task's "
-                         f"{list(labels)} in this order")
+                         f"{list(labels)}")
+    order = [list(named).index(label) for label in labels]
+    outputs = {name for name, v in model.head_variables().items() if v is model.head.kernel or v is model.head.bias}
+    logging.info("--init_checkpoint=%s: its head's outputs reordered from %s to the task's %s", path, named, labels)
+    return {name: a[..., order] if name in outputs else a for name, a in head.items()}
 
 
 # --- Inputs ---

@@ -183,9 +183,12 @@ def test_hf_trained_classifier_runs_here_with_its_two_layer_head_for_evaluation_
     model.build_variables()
     finetuning.load_pretrained(model, hf_dir, ["negative", "positive"])
     np.testing.assert_allclose(_ours(model, features), theirs, atol=1e-4, rtol=0)
+    # A task whose training file shows the labels in another order gets the head's outputs in its order.
+    finetuning.load_pretrained(model, hf_dir, ["positive", "negative"])
+    np.testing.assert_allclose(_ours(model, features), theirs[:, ::-1], atol=1e-4, rtol=0)
     with pytest.raises(ValueError, match=r"its head's labels \['negative', 'positive'\] are not the task's "
-                                         r"\['positive', 'negative'\] in this order"):
-        finetuning.load_pretrained(model, hf_dir, ["positive", "negative"])
+                                         r"\['bad', 'good'\]"):
+        finetuning.load_pretrained(model, hf_dir, ["bad", "good"])
 
     # To an electra_tf model dir that export_model.py serves, and back to Hugging Face unchanged.
     native, again = str(tmp_path / "native"), str(tmp_path / "again")
