@@ -24,6 +24,8 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from electra_tf import hf_heads
+
 FORMATS = ("authors_tf1", "hf", "native", "keras_hub")
 
 # The authors' names of one transformer layer's parts, keyed by the keras-hub
@@ -233,8 +235,8 @@ def _from_torch_layout(name, value):
 
 # --- Writing ---
 
-def write_hf(names, config, vocab_file, output_dir, generator=False):
-    """Writes a Hugging Face ELECTRA model dir (config.json, model.safetensors, vocab.txt).
+def write_hf(names, config, vocab_file, output_dir, generator=False, head=None):
+    """Writes a Hugging Face ELECTRA model dir (config.json, model.safetensors, vocab.txt, tokenizer_config.json).
 
     Args:
       names: {authors' name: variable} of the discriminator (encoder and
@@ -243,12 +245,16 @@ def write_hf(names, config, vocab_file, output_dir, generator=False):
       vocab_file: copied as vocab.txt.
       output_dir: created if needed.
       generator: write `ElectraForMaskedLM` instead of `ElectraForPreTraining`.
+      head: a fine-tuned model's task head from `hf_heads.head_to_hf`: (arrays
+        by Hugging Face's head names in the canonical layout, config.json fields).
     """
     from safetensors.numpy import save_file
 
     os.makedirs(output_dir, exist_ok=True)
     tensors = {}
-    for name, value in model_arrays(names).items():
+    arrays = model_arrays(names)
+    arrays.update(head[0] if head else {})
+    for name, value in arrays.items():
         hf_name = authors_to_hf(name, generator)
         tensors[hf_name] = np.ascontiguousarray(value.T if hf_name.endswith(".weight") and value.ndim == 2
                                                 and "_embeddings" not in hf_name else value)
@@ -269,9 +275,13 @@ def write_hf(names, config, vocab_file, output_dir, generator=False):
         "max_position_embeddings": config.max_position_embeddings, "type_vocab_size": config.type_vocab_size,
         "initializer_range": config.initializer_range, "layer_norm_eps": config.layer_norm_eps,
         "pad_token_id": 0, "tie_word_embeddings": True,
+        **(head[1] if head else {}),
     }
     with open(os.path.join(output_dir, "config.json"), "w") as f:
         json.dump(hf_config, f, indent=2)
+    # So that AutoTokenizer (and a pipeline) cases the text as the model was trained.
+    with open(os.path.join(output_dir, "tokenizer_config.json"), "w") as f:
+        json.dump({"tokenizer_class": "ElectraTokenizer", "do_lower_case": config.do_lower_case}, f, indent=2)
     shutil.copyfile(vocab_file, os.path.join(output_dir, "vocab.txt"))
 
 
@@ -501,7 +511,7 @@ def write_model_files(output_dir, config, vocab_file):
 ARCHITECTURE_FIELDS = (
     "vocab_size", "embedding_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
     "hidden_act", "layer_norm_eps", "max_position_embeddings", "type_vocab_size", "generator_hidden_size",
-    "generator_layers", "do_lower_case")
+    "generator_layers", "do_lower_case", "classifier_head")
 
 
 def architecture_of(path):
@@ -517,6 +527,9 @@ def architecture_of(path):
             values = json.load(f)
     elif source == "hf":
         values = config_overrides_from_hf(path)
+        # A classifier from Hugging Face may need its two-layer head.
+        values["classifier_head"] = hf_heads.head_from_hf(hf_heads.read_hf_config(path),
+                                                          read_checkpoint(path, "hf"))[1]
     elif source == "keras_hub":
         values = config_overrides_from_keras_hub(path)
     else:

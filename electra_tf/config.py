@@ -14,6 +14,9 @@ from typing import Any, Mapping, Optional
 from electra_tf import paths
 
 OBJECTIVES = ("electra", "mlm")
+# A classifier's head: the authors' ([CLS] -> dropout -> dense) or Hugging Face's ElectraClassificationHead
+# ([CLS] -> dropout -> dense(H) -> GELU -> dropout -> dense), which a classifier from Hugging Face comes with.
+CLASSIFIER_HEADS = ("authors", "hf")
 # A size file may say why it departs from the paper: {field: reason}, for readers, never applied.
 REASONS_KEY = "_why"
 
@@ -87,6 +90,7 @@ class ElectraConfig:
     answerable_weight: float
     qa_beam_size: int
     qa_joint_hidden_size: int
+    classifier_head: str
     finetuning: dict
 
     def __post_init__(self):
@@ -105,6 +109,8 @@ class ElectraConfig:
                 raise ValueError(f"config: {name} must be positive, got {getattr(self, name)!r}")
         if self.objective not in OBJECTIVES:
             raise ValueError(f"config: objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        if self.classifier_head not in CLASSIFIER_HEADS:
+            raise ValueError(f"config: classifier_head must be one of {CLASSIFIER_HEADS}, got {self.classifier_head!r}")
         if not 0.0 < self.mask_prob < 1.0:
             raise ValueError(f"config: mask_prob must be in (0, 1), got {self.mask_prob}")
         if self.hidden_size % self.num_attention_heads:

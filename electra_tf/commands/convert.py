@@ -12,6 +12,10 @@
     python convert_checkpoint.py --input=runs/pretrain_tiny_electra --input_format=native \
         --output_format=keras_hub --output_dir=presets/electra_tiny
     python convert_checkpoint.py --input=presets/electra_tiny --input_format=keras_hub --output_dir=models/tiny
+    # A fine-tuned classifier, tagger or SQuAD model (a run_finetuning.py trial dir) to Hugging Face, and back:
+    python convert_checkpoint.py --input=runs/sst/trial_1 --input_format=native --output_format=hf \
+        --output_dir=hf_sst
+    python convert_checkpoint.py --input=hf_sst --input_format=hf --output_dir=models/sst
 
 The electra_tf output (config.json, vocab.txt, checkpoint) is what
 run_pretraining.py's --init_checkpoint takes. The Hugging Face output is an
@@ -20,6 +24,13 @@ an `ElectraForMaskedLM` in `<output_dir>/generator`. The keras-hub output is
 a preset that `keras_hub.models.ElectraBackbone.from_preset` loads: the
 embeddings and the discriminator's encoder, without the discriminator head
 and the generator, which a backbone does not hold.
+
+A fine-tuned model (its dir holds task.json) becomes an
+`ElectraForSequenceClassification`, `ElectraForTokenClassification` or
+`ElectraForQuestionAnswering` directory with its labels (`id2label`), and such a
+Hugging Face directory becomes an electra_tf fine-tuned model dir (config.json,
+vocab.txt, task.json, checkpoint) that export_model.py serves and
+run_finetuning.py's --init_checkpoint continues, head included (see `hf_heads`).
 """
 
 import json
@@ -34,7 +45,10 @@ from electra_tf import checkpoint_interop as interop
 from electra_tf import commands
 from electra_tf import cli
 from electra_tf import config as config_lib
+from electra_tf import finetuning
+from electra_tf import hf_heads
 from electra_tf import pretraining_data
+from electra_tf import tasks
 from electra_tf.pretrainer import ElectraPretrainer
 
 cli.define_config_flags()
@@ -76,12 +90,54 @@ def vocab_file():
     return interop.vocab_file_of(FLAGS.input) or pretraining_data.demo_vocab_file()
 
 
+def fine_tuned_task(arrays):
+    """The input's task.json when it is a fine-tuned model (an electra_tf trial dir or an HF task model), else None."""
+    if FLAGS.input_format == "hf":
+        return hf_heads.task_info(hf_heads.read_hf_config(FLAGS.input), arrays)
+    task_dir = interop.model_dir_of(FLAGS.input)
+    if FLAGS.input_format == "native" and os.path.isfile(os.path.join(task_dir, tasks.TASK_FILE)):
+        return tasks.read_task_file(task_dir)
+    return None
+
+
+def convert_fine_tuned(config, arrays, info):
+    """Writes a fine-tuned model in --output_format: its encoder and task head, with its task and labels."""
+    if FLAGS.generator_input:
+        raise app.UsageError(f"--generator_input: {FLAGS.input} is a fine-tuned {info['kind']}, which has none")
+    if FLAGS.output_format == "keras_hub":
+        raise app.UsageError(f"--output_format=keras_hub: {FLAGS.input} is a fine-tuned {info['kind']}; a keras-hub "
+                             "ElectraBackbone preset holds no task head (--output_format=hf or native keep it)")
+    prefix = f"task_specific/{info['task']}/"
+    if FLAGS.input_format == "hf":
+        head, classifier_head = hf_heads.head_from_hf(hf_heads.read_hf_config(FLAGS.input), arrays)
+        config = config.replace(classifier_head=classifier_head)
+        arrays = {n: a for n, a in arrays.items() if not n.startswith(hf_heads.HF_HEAD_PREFIXES)}
+        arrays.update({prefix + name: a for name, a in head.items()})
+    model = finetuning.model_for_task(config, info)
+    names = model.variable_names()
+    interop.assign(names, arrays)
+    logging.info("converted %d variables (encoder and %s head) from %s", len(names), info["task"], FLAGS.input)
+    if FLAGS.output_format == "native":
+        interop.write_native(FLAGS.output_dir, config, vocab_file(), names)
+        tasks.write_task_file(FLAGS.output_dir, info)
+    else:
+        values = interop.model_arrays(names)
+        head = {n[len(prefix):]: a for n, a in values.items() if n.startswith(prefix)}
+        encoder = {n: v for n, v in names.items() if not n.startswith(prefix)}
+        interop.write_hf(encoder, config, vocab_file(), FLAGS.output_dir,
+                         head=hf_heads.head_to_hf(info, head, values, config.num_hidden_layers))
+    print(f"wrote {FLAGS.output_format} {info['kind']} ({info['task']}) to {FLAGS.output_dir}")
+
+
 def main(argv):
     del argv
     if FLAGS.generator_input and FLAGS.input_format != "hf":
         raise app.UsageError("--generator_input goes with --input_format=hf")
     config = load_config()
     arrays = interop.read_checkpoint(FLAGS.input, FLAGS.input_format)
+    info = fine_tuned_task(arrays)
+    if info is not None:
+        return convert_fine_tuned(config, arrays, info)
     if FLAGS.generator_input:
         arrays = interop.merge_generator(arrays, interop.read_checkpoint(FLAGS.generator_input, "hf"))
     pretrainer = ElectraPretrainer(config, {"cls": 101, "sep": 102, "mask": 103})  # Ids unused here.

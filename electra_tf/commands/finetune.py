@@ -73,7 +73,9 @@ flags.DEFINE_string("tfds_name", None, "Read the task from TensorFlow Datasets i
 flags.DEFINE_string("tfds_data_dir", None, "TensorFlow Datasets data dir (default: TFDS's).")
 flags.DEFINE_string("init_checkpoint", None, "Pre-trained weights: a run_pretraining.py model dir or one of "
                     "its checkpoints (<model_dir>/ckpt-400), an electra_tf or Hugging Face model dir, a keras-hub "
-                    "ElectraBackbone preset dir, or an authors' TF1 checkpoint. Unset: random init.")
+                    "ElectraBackbone preset dir, or an authors' TF1 checkpoint. A fine-tuned model of the same task "
+                    "(a trial dir, or a Hugging Face ElectraFor* task dir of the task's kind) brings its head too. "
+                    "Unset: random init.")
 flags.DEFINE_string("vocab_file", None, "WordPiece vocab. Unset: the init checkpoint's vocab.txt (a keras-hub "
                     "preset's vocabulary.txt), else the BERT uncased vocab of the released models.")
 flags.DEFINE_string("model_dir", None, "Output dir. Unset: runs/finetune_<task>.")
