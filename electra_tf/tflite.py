@@ -21,8 +21,11 @@ a word's tag is that of its first piece (the piece not starting with "##").
 
 Raw text is normalised by tf-text's BERT normaliser, because the SavedModel's
 (`tokenization.normalize`: regular expressions, `StringLower`, `NormalizeUTF8`)
-has no TFLite kernels. The two give the same ids except where Unicode case
-folding differs from Python's `str.lower()` ('ß' -> 'ss', final 'ς' -> 'σ').
+has no TFLite kernels. The two give the same ids (tested) except where Unicode
+case folding differs from Python's `str.lower()` ('ß' -> 'ss', final 'ς' ->
+'σ', '…' -> '...') and where a word holds an ASCII control character (BERT
+drops it, tf-text splits the word there) or U+FFFD (BERT drops it, tf-text
+makes the word [UNK]).
 
 The model is exported through Keras' `ExportArchive` before conversion: a
 Keras 3 model saved through a plain `tf.Module` converts without error but
@@ -163,12 +166,12 @@ def export_tflite(model_dir, export_dir, kind, model_name=None, max_seq_length=N
         raise ValueError(f"--format=tflite exports --kind in {KINDS}, not {kind!r} (export it as a SavedModel)")
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"--quantize={quantize!r}: choose one of {QUANTIZATIONS}")
-    keras.mixed_precision.set_global_policy("float32")
-    module = export.load_serving_module(model_dir, kind, max_seq_length)
     name = model_name or f"electra_{kind}_tflite" + ("_int8" if quantize == "dynamic_int8" else "")
     path = os.path.join(export_dir, name)
     if os.path.exists(path):
         raise ValueError(f"{path} exists: pass another --model_name or remove it")
+    keras.mixed_precision.set_global_policy("float32")
+    module = export.load_serving_module(model_dir, kind, max_seq_length)
     os.makedirs(export_dir, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=export_dir)
     try:

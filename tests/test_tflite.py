@@ -29,20 +29,19 @@ def exported(tmp_path_factory, vocab_file):
     tagger.head.kernel.assign(tagger.head.kernel * 50.0)
     checkpoint_interop.write_native(str(root / "tagger"), config, vocab_file, tagger.variable_names())
     tasks.write_task_file(str(root / "tagger"), {"task": "ner", "kind": "tagger", "labels": TAGS, "scheme": "iob2"})
+    # A pair regressor through the command line, the rest through the function; int8 where there are labels.
     done = run_script("export_model.py", f"--model_dir={root / 'sts'}", f"--export_dir={root / 'out'}",
                       "--kind=classifier", "--format=tflite", "--sample_text=A dog runs. ||| A dog is running.")
     assert done.returncode == 0, done.stderr[-3000:]
     out = str(root / "out")
-    paths = {"sts": tflite.export_tflite(str(root / "sts"), out, "classifier", "sts"),
-             "sst": tflite.export_tflite(str(root / "sst"), out, "classifier", "sst"),
-             "sst_int8": tflite.export_tflite(str(root / "sst"), out, "classifier", "sst_int8", quantize="dynamic_int8"),
+    paths = {"sts": {name: os.path.join(out, "electra_classifier_tflite", file) for name, file in tflite.FILES.items()},
+             "sst_int8": tflite.export_tflite(str(root / "sst"), out, "classifier", quantize="dynamic_int8"),
              "discriminator": tflite.export_tflite(str(root / "pretrained"), out, "discriminator"),
              "tagger": tflite.export_tflite(str(root / "tagger"), out, "tagger")}
     modules = {"sts": export.load_serving_module(str(root / "sts"), "classifier"),
-               "sst": export.load_serving_module(str(root / "sst"), "classifier"),
+               "sst_int8": export.load_serving_module(str(root / "sst"), "classifier"),
                "discriminator": export.load_serving_module(str(root / "pretrained"), "discriminator"),
                "tagger": export.load_serving_module(str(root / "tagger"), "tagger")}
-    modules["sst_int8"] = modules["sst"]
     return {"root": root, "paths": paths, "modules": modules, "stdout": done.stdout}
 
 
@@ -60,13 +59,13 @@ def _close(actual, expected, name, bound):
     np.testing.assert_allclose(actual, expected, rtol=0, atol=bound * scale, err_msg=name)
 
 
-@pytest.mark.parametrize("name", ["sts", "sst", "discriminator", "tagger", "sst_int8"])
+@pytest.mark.parametrize("name", ["sts", "discriminator", "tagger", "sst_int8"])
 def test_tflite_equals_saved_model_on_raw_text_and_ids(exported, name):
     module, paths = exported["modules"][name], exported["paths"][name]
     bound = INT8_PROBABILITY_BOUND if name.endswith("int8") else 1e-5
     text_runner = tflite.load_interpreter(paths["text"]).get_signature_runner()
     ids_runner = tf.lite.Interpreter(model_path=paths["ids"]).get_signature_runner()  # Built-ins only.
-    lengths = []
+    lengths, largest_difference = [], 0.0
     for i in range(len(TEXTS)):
         texts = _inputs(module, i)
         ids, segments, _ = tokenization.pack_inputs(module.tokenizer, [tf.constant(t) for t in texts.values()],
@@ -91,18 +90,11 @@ def test_tflite_equals_saved_model_on_raw_text_and_ids(exported, name):
                         np.testing.assert_array_equal(value, expected, err_msg=key)
                 else:
                     _close(value, expected, key, bound)
+                    largest_difference = max(largest_difference, np.abs(value - expected).max())
     assert min(lengths) < LENGTH and max(lengths) == LENGTH  # Shorter inputs and truncated longer ones.
-
-
-def test_int8_is_smaller_and_differs_from_float(exported):
-    float_size = os.path.getsize(exported["paths"]["sst"]["ids"])
-    int8_size = os.path.getsize(exported["paths"]["sst_int8"]["ids"])
-    assert int8_size < 0.35 * float_size
-    ids = np.array([[101, 1996, 5660, 102]], np.int32)
-    features = {"input_ids": ids, "input_mask": np.ones_like(ids), "segment_ids": np.zeros_like(ids)}
-    logits = [tf.lite.Interpreter(model_path=exported["paths"][name]["ids"]).get_signature_runner()(**features)
-              ["logits"] for name in ("sst", "sst_int8")]
-    assert 0 < np.abs(logits[0] - logits[1]).max()  # The int8 bound above is not met trivially.
+    if name.endswith("int8"):  # The int8 bound is not met trivially: the weights are quantized.
+        assert largest_difference > 1e-4
+        assert os.path.getsize(paths["ids"]) < 0.35 * os.path.getsize(exported["paths"]["sts"]["ids"])
 
 
 def test_cli_files_ops_and_device_tokenizer(exported, vocab_file):
@@ -110,22 +102,26 @@ def test_cli_files_ops_and_device_tokenizer(exported, vocab_file):
     folder = root / "out" / "electra_classifier_tflite"
     assert sorted(os.listdir(folder)) == ["export.json", "ids.tflite", "text.tflite", "vocab.txt"]
     assert json.loads((folder / "export.json").read_text())["text_inputs"] == ["text", "text_pair"]
-    assert '"input": {"text": "A dog runs.", "text_pair": "A dog is running."}' in stdout
-    assert '"score": [[' in stdout and '"input_ids": [[101, 1037, 3899' in stdout
+    assert 'input: {"text": "A dog runs.", "text_pair": "A dog is running."}' in stdout, stdout
+    assert '"score": [' in stdout and '"input_ids": [[101, 1037, 3899' in stdout
     ops = {op["op_name"] for op in tflite.load_interpreter(str(folder / "text.tflite"))._get_ops_details()}
     assert {"FastBertNormalize", "FastWordpieceTokenizeWithOffsets"} <= ops
     assert not any(op.startswith("Flex") for op in ops)
     # tf-text's normaliser case-folds where BERT's str.lower() does not: the documented difference.
     tokenizer = tokenization.WordPieceTokenizer(vocab_file)
     encoder = tflite.DeviceTextEncoder(tokenizer.vocab, LENGTH)
-    for text in TEXTS + ["Tab\tand\x00control\u200b chars, ÀÉÎ õ ü"]:
-        assert encoder.tokenize(tf.constant([text])).numpy().tolist() == tokenizer(tf.constant([text]))[0].numpy(
-            ).tolist(), text
-    assert tokenizer.tokens(encoder.tokenize(tf.constant(["Straße"])).numpy()) == ["strasse"]
-    assert tokenizer.tokens(tokenizer(tf.constant(["Straße"]))[0].numpy()) != ["strasse"]
+    tokens = lambda ids: tokenizer.tokens(ids.numpy().reshape(-1))
+    for text in TEXTS + ["Tab\tand\nzero\u200bwidth chars, ÀÉÎ õ ü"]:
+        assert tokens(encoder.tokenize(tf.constant([text]))) == tokens(tokenizer(tf.constant([text])).flat_values)
+    # The documented differences: case folding, and ASCII control characters or U+FFFD inside a word.
+    for text, on_device, served in (("Straße", ["st", "##ras", "##se"], ["st", "##raße"]),
+                                    ("and\x00control", ["and", "control"], ["and", "##con", "##tro", "##l"]),
+                                    ("and\ufffdcontrol", ["[UNK]"], ["and", "##con", "##tro", "##l"])):
+        assert tokens(encoder.tokenize(tf.constant([text]))) == on_device
+        assert tokens(tokenizer(tf.constant([text])).flat_values) == served
 
     with pytest.raises(ValueError, match="exists: pass another --model_name"):
-        tflite.export_tflite(str(root / "sts"), str(root / "out"), "classifier", "sts")
+        tflite.export_tflite(str(root / "sts"), str(root / "out"), "classifier")
     with pytest.raises(ValueError, match=r"--format=tflite exports --kind in .* not 'squad'"):
         tflite.export_tflite(str(root / "sts"), str(root / "out"), "squad")
     with pytest.raises(ValueError, match=r"--quantize='int4': choose one of \('none', 'dynamic_int8'\)"):
