@@ -104,7 +104,9 @@ class ServingModule(tf.Module):
         if self._kind == "discriminator":
             mask = features["input_mask"]
             real = mask > 0
-            return {"tokens": tf.where(real, tf.gather(self.vocab, features["input_ids"]), ""),
+            # Padding reads the "" after the vocabulary: TFLite has no select of strings.
+            blank = tf.where(real, features["input_ids"], self.tokenizer.vocab_size)
+            return {"tokens": tf.gather(tf.concat([self.vocab, [""]], 0), blank),
                     "replaced_probability": tf.where(real, tf.sigmoid(logits), 0.0),
                     "input_mask": mask}
         if self._kind == "tagger":  # Per token: clients that tokenize themselves read each word's first piece.
