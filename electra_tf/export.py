@@ -10,6 +10,10 @@ stock TF Serving ships. Each export has two signatures:
 - `encoded`: int32 `input_ids`, `input_mask`, `segment_ids` [batch, length]
   for clients that tokenize themselves (at most `max_seq_length` long).
 
+An Electric scorer (`electric_scorer`, from an objective=electric pre-training
+run) returns each text's pseudo-log-likelihood, `sum_t -E(x)_t`, and the
+per-token terms.
+
 A tagger splits each text into words as BERT's basic tokenizer does
 (whitespace, punctuation, CJK characters), tags every word on its first
 word-piece as fine-tuning did, in windows of whole words when a text is
@@ -254,7 +258,8 @@ def load_serving_module(model_dir, kind, max_seq_length=None):
         # Electric's discriminator gives energies, not replaced-token logits: each run has its one kind.
         if (kind == "electric_scorer") != (config.objective == "electric"):
             right = "electric_scorer" if config.objective == "electric" else "discriminator"
-            raise ValueError(f"--model_dir={model_dir} holds an objective={config.objective} model: pass --kind={right}")
+            raise ValueError(f"--model_dir={model_dir} holds an objective={config.objective} model: "
+                             f"pass --kind={right}")
         model = modeling.ElectraDiscriminator(config)
         model.build_variables()
         names = checkpoint_interop.encoder_names(model.encoder, "electra")

@@ -16,6 +16,10 @@ A fine-tuned tagger (text -> words, BERT's basic split, with their tags and scor
 
     python export_model.py --model_dir=runs/finetune_chunk/trial_1 --export_dir=exports --kind=tagger
 
+An Electric pre-training run (text -> the sentence's pseudo-log-likelihood, for re-ranking candidates):
+
+    python export_model.py --model_dir=runs/electric --export_dir=exports --kind=electric_scorer
+
 Then serve with `tensorflow_model_server --rest_api_port=8501 --model_name=electra_classifier
 --model_base_path=$PWD/exports/electra_classifier` (see docs/serving.md). The export is loaded back and
 answers --sample_text (in TF Serving's REST format) before the script ends.
@@ -32,8 +36,8 @@ from electra_tf import commands
 from electra_tf import export
 
 flags.DEFINE_string("model_dir", None, "electra_tf model dir: a run_pretraining.py model dir or a "
-                    "convert_checkpoint.py output (discriminator), a run_finetuning.py trial dir (classifier, squad, "
-                    "tagger).")
+                    "convert_checkpoint.py output (discriminator), an objective=electric run_pretraining.py model "
+                    "dir (electric_scorer), a run_finetuning.py trial dir (classifier, squad, tagger).")
 flags.DEFINE_string("export_dir", None, "TF Serving's base: the model goes to <export_dir>/<model_name>/<version>.")
 flags.DEFINE_enum("kind", "discriminator", export.KINDS, "What the served model answers.")
 flags.DEFINE_string("model_name", None, "Model name (TF Serving's --model_name). Default: electra_<kind>.")
