@@ -191,7 +191,7 @@ def electric_run(demo_data_dir, tmp_path_factory):
     """Two Electric runs through run_pretraining.py in one process: 4 steps straight, and 2 then resumed to 4."""
     base = tmp_path_factory.mktemp("electric")
     straight, resumed = str(base / "straight"), str(base / "resumed")
-    common = [f"--data_dir={demo_data_dir}", *TINY_RUN]
+    common = [f"--data_dir={demo_data_dir}", *TINY_RUN, "--deterministic"]  # Op determinism: bit-exact resume.
     errors = script_errors("run_pretraining.py", [
         [*common, f"--model_dir={straight}", "--num_train_steps=4", "--probe_every=2"],
         [*common, f"--model_dir={resumed}", "--num_train_steps=2", "--do_eval=false"],
