@@ -96,10 +96,14 @@ def head_names(head, prefix):
 
 
 def variable_names(pretrainer):
-    """{authors' name: variable} of everything an `ElectraPretrainer` holds."""
+    """{authors' name: variable} of everything an `ElectraPretrainer` (or `electric.ElectricPretrainer`) holds."""
     names = encoder_names(pretrainer.discriminator, "electra")
     if pretrainer.discriminator_head is not None:
         names.update(head_names(pretrainer.discriminator_head, "discriminator_predictions"))
+    cloze_generator = getattr(pretrainer, "cloze_generator", None)  # Electric's two towers name themselves.
+    if cloze_generator is not None:
+        names.update(cloze_generator.variable_names())
+        return names
     if pretrainer.generator is not None:
         names.update(encoder_names(pretrainer.generator, "generator"))
     names.update(head_names(pretrainer.generator_head, "generator_predictions"))

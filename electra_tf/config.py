@@ -13,7 +13,9 @@ from typing import Any, Mapping, Optional
 
 from electra_tf import paths
 
-OBJECTIVES = ("electra", "mlm")
+OBJECTIVES = ("electra", "mlm", "electric")
+# `two_tower` is Electric's cloze generator (a left-to-right and a right-to-left Transformer).
+GENERATOR_KINDS = ("mlm", "two_tower")
 # A classifier's head: the authors' ([CLS] -> dropout -> dense) or Hugging Face's ElectraClassificationHead
 # ([CLS] -> dropout -> dense(H) -> GELU -> dropout -> dense), which a classifier from Hugging Face comes with.
 CLASSIFIER_HEADS = ("authors", "hf")
@@ -50,6 +52,7 @@ class ElectraConfig:
     generator_hidden_size: float
     generator_layers: float
     objective: str
+    generator_kind: str
     max_seq_length: int
     mask_prob: float
     temperature: float
@@ -111,6 +114,14 @@ class ElectraConfig:
             raise ValueError(f"config: objective must be one of {OBJECTIVES}, got {self.objective!r}")
         if self.classifier_head not in CLASSIFIER_HEADS:
             raise ValueError(f"config: classifier_head must be one of {CLASSIFIER_HEADS}, got {self.classifier_head!r}")
+        if self.generator_kind not in GENERATOR_KINDS:
+            raise ValueError(f"config: generator_kind must be one of {GENERATOR_KINDS}, got {self.generator_kind!r}")
+        # As the authors' configure_pretraining.py: Electric needs the two-tower cloze generator, whose
+        # predictions for every token are what Electric's noise distribution q is; nothing else uses it.
+        if (self.objective == "electric") != (self.generator_kind == "two_tower"):
+            raise ValueError(f"config: objective=electric needs generator_kind=two_tower and two_tower is "
+                             f"only Electric's, got objective={self.objective!r} with "
+                             f"generator_kind={self.generator_kind!r}")
         if not 0.0 < self.mask_prob < 1.0:
             raise ValueError(f"config: mask_prob must be in (0, 1), got {self.mask_prob}")
         if self.hidden_size % self.num_attention_heads:

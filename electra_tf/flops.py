@@ -10,7 +10,8 @@ masked-LM head runs on the `max_predictions_per_seq` masked positions (as
 both the authors' code and ours compute it), the discriminator head on every
 position. Training is 3x the forward pass (the backward pass costs twice the
 forward). An ELECTRA step trains the generator and the discriminator; the MLM
-baseline trains one full-size masked LM.
+baseline trains one full-size masked LM; an Electric step trains two
+generator-sized towers, a cloze head at every position and the discriminator.
 
 Example:
 ```python
@@ -60,6 +61,15 @@ def flops_per_step(config):
         forward = (seq * encoder_flops(c.embedding_size, c.hidden_size, c.num_hidden_layers,
                                        c.intermediate_size, c.num_attention_heads, seq)
                    + masked * mlm_head_flops(c.hidden_size, c.embedding_size, c.vocab_size))
+    elif c.objective == "electric":
+        # Two generator-sized towers (a causal mask still computes every score), the cloze head at EVERY
+        # position over both towers' states (2x the generator's width), whose log-softmax also gives log q.
+        forward = (2 * seq * encoder_flops(c.embedding_size, c.generator_hidden, c.generator_num_layers,
+                                           c.generator_intermediate, c.generator_heads, seq)
+                   + seq * mlm_head_flops(2 * c.generator_hidden, c.embedding_size, c.vocab_size)
+                   + seq * encoder_flops(c.embedding_size, c.hidden_size, c.num_hidden_layers,
+                                         c.intermediate_size, c.num_attention_heads, seq)
+                   + seq * discriminator_head_flops(c.hidden_size))
     else:
         forward = (seq * encoder_flops(c.embedding_size, c.generator_hidden, c.generator_num_layers,
                                        c.generator_intermediate, c.generator_heads, seq)

@@ -22,6 +22,10 @@ only), optionally with int8 weights:
     python export_model.py --model_dir=runs/finetune_sst/trial_1 --export_dir=exports --kind=classifier \
         --format=tflite --quantize=dynamic_int8
 
+An Electric pre-training run (text -> the sentence's pseudo-log-likelihood, for re-ranking candidates):
+
+    python export_model.py --model_dir=runs/electric --export_dir=exports --kind=electric_scorer
+
 Then serve with `tensorflow_model_server --rest_api_port=8501 --model_name=electra_classifier
 --model_base_path=$PWD/exports/electra_classifier` (see docs/serving.md). The export is loaded back and
 answers --sample_text (in TF Serving's REST format; a TFLite export: its text.tflite) before the script ends.
@@ -41,8 +45,8 @@ from electra_tf import export
 from electra_tf import tflite
 
 flags.DEFINE_string("model_dir", None, "electra_tf model dir: a run_pretraining.py model dir or a "
-                    "convert_checkpoint.py output (discriminator), a run_finetuning.py trial dir (classifier, squad, "
-                    "tagger).")
+                    "convert_checkpoint.py output (discriminator), an objective=electric run_pretraining.py model "
+                    "dir (electric_scorer), a run_finetuning.py trial dir (classifier, squad, tagger).")
 flags.DEFINE_string("export_dir", None, "TF Serving's base: the model goes to <export_dir>/<model_name>/<version> "
                     "(--format=tflite: to <export_dir>/<model_name>/).")
 flags.DEFINE_enum("format", "saved_model", ["saved_model", "tflite"], "saved_model: for TF Serving; tflite: "

@@ -1,4 +1,4 @@
-"""Pre-trains ELECTRA (or the MLM baseline) on TFRecords from build_pretraining_dataset.py.
+"""Pre-trains ELECTRA (or the MLM baseline, or Electric) on TFRecords from build_pretraining_dataset.py.
 
 With no data flags it builds the embedded demo corpus (real Wikipedia lead
 sections) and trains the `tiny` model, evaluating on a held-out slice:
@@ -24,6 +24,7 @@ from electra_tf import checkpoint_interop
 from electra_tf import cli
 from electra_tf import commands
 from electra_tf import distribution
+from electra_tf import electric
 from electra_tf import flops
 from electra_tf import optimization
 from electra_tf import paths
@@ -102,7 +103,8 @@ def main(argv):
 
     keras.utils.set_random_seed(config.seed)  # The same command gives the same initial weights.
     with strategy.scope():
-        pretrainer = ElectraPretrainer(
+        pretrainer_class = electric.ElectricPretrainer if config.objective == "electric" else ElectraPretrainer
+        pretrainer = pretrainer_class(
             config, {"cls": tokenizer.cls_id, "sep": tokenizer.sep_id, "mask": tokenizer.mask_id})
         pretrainer.build_variables()
         pretrainer.compile(optimizer=optimization.create_optimizer(config))
