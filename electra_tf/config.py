@@ -19,6 +19,9 @@ GENERATOR_KINDS = ("mlm", "two_tower")
 # A classifier's head: the authors' ([CLS] -> dropout -> dense) or Hugging Face's ElectraClassificationHead
 # ([CLS] -> dropout -> dense(H) -> GELU -> dropout -> dense), which a classifier from Hugging Face comes with.
 CLASSIFIER_HEADS = ("authors", "hf")
+# Fields newer than electra_tf 0.2.0, with the value that does what 0.2.0 did: a model dir's config.json written
+# before they existed still loads (`from_json_file`). The size files in configs/ must name every field.
+SAVED_CONFIG_DEFAULTS = {"classifier_head": "authors", "generator_kind": "mlm"}
 # A size file may say why it departs from the paper: {field: reason}, for readers, never applied.
 REASONS_KEY = "_why"
 
@@ -189,7 +192,8 @@ class ElectraConfig:
 
     @classmethod
     def from_json_file(cls, path: str) -> "ElectraConfig":
-        return cls.from_dict(_read_json(path), source=path)
+        """A saved config (a model dir's config.json); fields it predates take `SAVED_CONFIG_DEFAULTS`."""
+        return cls.from_dict({**SAVED_CONFIG_DEFAULTS, **_read_json(path)}, source=path)
 
     @classmethod
     def from_size(cls, model_size: str, overrides: Optional[Mapping[str, Any]] = None,

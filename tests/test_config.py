@@ -3,6 +3,7 @@ import os
 
 import pytest
 
+from electra_tf import config as config_lib
 from electra_tf import paths
 from electra_tf.config import ElectraConfig, available_sizes, parse_hparams
 
@@ -72,3 +73,17 @@ def test_unknown_size_and_bad_hparams(tmp_path):
         parse_hparams("{not json")
     with pytest.raises(ValueError, match="neither a JSON object nor an existing file"):
         parse_hparams(str(tmp_path / "missing.json"))
+
+
+def test_a_saved_config_from_before_the_newer_fields_still_loads(tmp_path):
+    values = ElectraConfig.from_size("tiny").to_dict()
+    for name in config_lib.SAVED_CONFIG_DEFAULTS:
+        del values[name]
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(values))
+    config = ElectraConfig.from_json_file(str(path))
+    assert {n: getattr(config, n) for n in config_lib.SAVED_CONFIG_DEFAULTS} == config_lib.SAVED_CONFIG_DEFAULTS
+    assert config == ElectraConfig.from_size("tiny")
+    # Only saved configs: a size file or a dict must still name every field.
+    with pytest.raises(ValueError, match="missing config key"):
+        ElectraConfig.from_dict(values)

@@ -33,7 +33,6 @@ vocab.txt, task.json, checkpoint) that export_model.py serves and
 run_finetuning.py's --init_checkpoint continues, head included (see `hf_heads`).
 """
 
-import json
 import os
 import sys
 
@@ -68,8 +67,7 @@ FLAGS = flags.FLAGS
 
 def load_config():
     if FLAGS.input_format == "native":
-        with open(os.path.join(FLAGS.input, "config.json")) as f:
-            return config_lib.ElectraConfig.from_dict(json.load(f))
+        return config_lib.ElectraConfig.from_json_file(os.path.join(FLAGS.input, "config.json"))
     config = cli.load_config(FLAGS)
     if FLAGS.input_format in ("hf", "keras_hub"):
         overrides = (interop.config_overrides_from_hf if FLAGS.input_format == "hf"
