@@ -248,7 +248,8 @@ def test_run_finetuning_bad_flags_give_clear_errors(tmp_path):
          "--gradient_accumulation_steps is not supported"),
         # Read first for the model's shapes, so a wrong path stops the run before any data is read.
         (["--task=rte", "--data_dir=.", "--init_checkpoint=/nonexistent/model"],
-         "/nonexistent/model: neither an electra_tf model dir, a Hugging Face model dir, nor a TF1 checkpoint"),
+         "/nonexistent/model: neither an electra_tf model dir, a Hugging Face model dir, a keras-hub preset nor a TF1 "
+         "checkpoint"),
         (["--task=text_classification", f"--train_file={latin1}"],
          f"{latin1}:2: bytes that are not UTF-8 (b'\\xef' at byte 15)"),
     ]
