@@ -49,7 +49,7 @@ def noise_log_odds(mask_prob):
 
 
 @keras.saving.register_keras_serializable(package="electra_tf")
-class TwoTowerClozeGenerator(keras.layers.Layer):
+class TwoTowerClozeGenerator(modeling.SizedOnEmbeddings):
     """Electric's generator: `q(x_t | x_{<t}, x_{>t})` for every position in one pass.
 
     A left-to-right tower (each position attends to itself and the positions
@@ -77,25 +77,16 @@ class TwoTowerClozeGenerator(keras.layers.Layer):
 
     Example:
     ```python
-    generator = TwoTowerClozeGenerator.from_electra_config(config, embeddings)
+    generator = TwoTowerClozeGenerator.generator(config, embeddings)
     log_q = generator(input_ids, segment_ids, input_mask)
     ```
     """
 
     def __init__(self, embeddings, hidden_size, num_layers, num_heads, intermediate_size,
                  dropout, layer_norm_eps, initializer_range, activation="gelu", **kwargs):
-        super().__init__(**kwargs)
-        self.embeddings = embeddings
-        self.hidden_size = hidden_size
-        self.num_layers = num_layers
-        self.num_heads = num_heads
-        self.intermediate_size = intermediate_size
-        self.dropout = dropout
-        self.layer_norm_eps = layer_norm_eps
-        self.initializer_range = initializer_range
-        self.activation = activation
-        sizes = (hidden_size, num_layers, num_heads, intermediate_size, dropout, layer_norm_eps,
-                 initializer_range, activation)
+        super().__init__(embeddings, hidden_size, num_layers, num_heads, intermediate_size, dropout,
+                         layer_norm_eps, initializer_range, activation, **kwargs)
+        sizes = self.sizes()
         self.ltr = modeling.ElectraEncoder(embeddings, *sizes, dtype=self.dtype_policy, name="generator_ltr")
         self.rtl = modeling.ElectraEncoder(embeddings, *sizes, dtype=self.dtype_policy, name="generator_rtl")
         # The authors' `cloze_predictions`: `modeling.masked_lm_head` over both towers' states, in float32 as it.
@@ -132,27 +123,6 @@ class TwoTowerClozeGenerator(keras.layers.Layer):
         names.update(checkpoint_interop.encoder_names(self.rtl, "generator_rtl"))
         names.update(checkpoint_interop.head_names(self.head, "cloze_predictions"))
         return names
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({k: getattr(self, k) for k in (
-            "hidden_size", "num_layers", "num_heads", "intermediate_size", "dropout",
-            "layer_norm_eps", "initializer_range", "activation")})
-        config["embeddings"] = keras.layers.serialize(self.embeddings)
-        return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["embeddings"] = keras.layers.deserialize(config["embeddings"])
-        return cls(**config)
-
-    @classmethod
-    def from_electra_config(cls, config, embeddings, **kwargs):
-        """Towers of the generator's size (`generator_hidden_size`, `generator_layers`), as the authors'."""
-        return cls(embeddings, config.generator_hidden, config.generator_num_layers, config.generator_heads,
-                   config.generator_intermediate, config.dropout_prob, config.layer_norm_eps,
-                   config.initializer_range, config.hidden_act, **kwargs)
 
 
 class ElectricPretrainer(ElectraPretrainer):
@@ -215,7 +185,7 @@ class ElectricPretrainer(ElectraPretrainer):
             dtype="float32", name="discriminator_predictions")
         self.generator = None
         self.generator_head = None
-        self.cloze_generator = TwoTowerClozeGenerator.from_electra_config(config, self.embeddings,
+        self.cloze_generator = TwoTowerClozeGenerator.generator(config, self.embeddings,
                                                                           name="cloze_generator")
         self._metrics = _PretrainingMetrics(electra=True)
         self.guard = optimization.UpdateGuard.for_global_policy(name="update_guard")
@@ -240,14 +210,7 @@ class ElectricPretrainer(ElectraPretrainer):
         """
         c = self.config
         input_ids, input_mask, segment_ids = (features[k] for k in ("input_ids", "input_mask", "segment_ids"))
-        # The same seeds as ElectraPretrainer's, so both objectives choose the same positions.
-        seed = features.get("seed", tf.constant([c.seed, 0], tf.int32))
-        batch, offset = tf.shape(input_ids)[0], features.get("example_offset", 0)
-        seed_mask, seed_sample = (masking.example_seeds(s, batch, offset)
-                                  for s in tf.unstack(tf.random.experimental.stateless_split(seed, 2, alg="philox")))
-        masked = masking.mask_inputs(
-            input_ids, input_mask, seed_mask, mask_prob=c.mask_prob, max_predictions=c.max_predictions_per_seq,
-            special_ids=self._never_masked(), mask_id=self.special_ids["mask"])
+        masked, seed_sample = self.mask(features)  # The positions ElectraPretrainer chooses too.
         log_q = self.cloze_generator(input_ids, segment_ids, input_mask, training=training)
         mlm_logits = tf.gather(log_q, masked["positions"], batch_dims=1)
         sampled = masking.gumbel_sample(mlm_logits, seed_sample, c.temperature,

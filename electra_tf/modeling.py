@@ -129,8 +129,74 @@ class ElectraEmbeddings(keras.layers.Layer):
                    config.initializer_range, **kwargs)
 
 
+class SizedOnEmbeddings(keras.layers.Layer):
+    """Base of the layers built on an `ElectraEmbeddings` block and one encoder's sizes.
+
+    Keeps the sizes, serialises them with the (shared) embeddings, and builds
+    the layer at the discriminator's or the generator's sizes from an
+    `ElectraConfig`.
+
+    Args:
+      embeddings: an `ElectraEmbeddings` layer; pass the same instance to two
+        layers to tie their embeddings.
+      hidden_size, num_layers, num_heads, intermediate_size: transformer sizes.
+      dropout, layer_norm_eps, initializer_range, activation: as in BERT.
+
+    Example:
+    ```python
+    generator = ElectraEncoder.generator(config, embeddings)  # any subclass alike
+    ```
+    """
+
+    SIZES = ("hidden_size", "num_layers", "num_heads", "intermediate_size", "dropout", "layer_norm_eps",
+             "initializer_range", "activation")
+
+    def __init__(self, embeddings, hidden_size, num_layers, num_heads, intermediate_size,
+                 dropout, layer_norm_eps, initializer_range, activation="gelu", **kwargs):
+        super().__init__(**kwargs)
+        self.embeddings = embeddings
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.num_heads = num_heads
+        self.intermediate_size = intermediate_size
+        self.dropout = dropout
+        self.layer_norm_eps = layer_norm_eps
+        self.initializer_range = initializer_range
+        self.activation = activation
+
+    def sizes(self):
+        """The size arguments after `embeddings`, in order."""
+        return tuple(getattr(self, k) for k in self.SIZES)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(dict(zip(self.SIZES, self.sizes())))
+        config["embeddings"] = keras.layers.serialize(self.embeddings)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["embeddings"] = keras.layers.deserialize(config["embeddings"])
+        return cls(**config)
+
+    @classmethod
+    def discriminator(cls, config, embeddings, **kwargs):
+        """The full-size encoder (ELECTRA's discriminator, or the MLM baseline's model)."""
+        return cls(embeddings, config.hidden_size, config.num_hidden_layers, config.num_attention_heads,
+                   config.intermediate_size, config.dropout_prob, config.layer_norm_eps,
+                   config.initializer_range, config.hidden_act, **kwargs)
+
+    @classmethod
+    def generator(cls, config, embeddings, **kwargs):
+        """The small generator: hidden and depth scaled by the generator fractions."""
+        return cls(embeddings, config.generator_hidden, config.generator_num_layers, config.generator_heads,
+                   config.generator_intermediate, config.dropout_prob, config.layer_norm_eps,
+                   config.initializer_range, config.hidden_act, **kwargs)
+
+
 @keras.saving.register_keras_serializable(package="electra_tf")
-class ElectraEncoder(keras.layers.Layer):
+class ElectraEncoder(SizedOnEmbeddings):
     """A BERT-style transformer over a (possibly shared) embedding block.
 
     Args:
@@ -155,16 +221,8 @@ class ElectraEncoder(keras.layers.Layer):
 
     def __init__(self, embeddings, hidden_size, num_layers, num_heads, intermediate_size,
                  dropout, layer_norm_eps, initializer_range, activation="gelu", **kwargs):
-        super().__init__(**kwargs)
-        self.embeddings = embeddings
-        self.hidden_size = hidden_size
-        self.num_layers = num_layers
-        self.num_heads = num_heads
-        self.intermediate_size = intermediate_size
-        self.dropout = dropout
-        self.layer_norm_eps = layer_norm_eps
-        self.initializer_range = initializer_range
-        self.activation = activation
+        super().__init__(embeddings, hidden_size, num_layers, num_heads, intermediate_size, dropout,
+                         layer_norm_eps, initializer_range, activation, **kwargs)
         init = keras.initializers.TruncatedNormal(stddev=initializer_range)
         self.embeddings_project = None
         if embeddings.embedding_size != hidden_size:
@@ -204,34 +262,6 @@ class ElectraEncoder(keras.layers.Layer):
             x = layer(x, padding_mask=padding_mask, attention_mask=attention_mask, training=training)
             states.append(x)
         return states if return_all_layers else x
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({k: getattr(self, k) for k in (
-            "hidden_size", "num_layers", "num_heads", "intermediate_size", "dropout",
-            "layer_norm_eps", "initializer_range", "activation")})
-        config["embeddings"] = keras.layers.serialize(self.embeddings)
-        return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["embeddings"] = keras.layers.deserialize(config["embeddings"])
-        return cls(**config)
-
-    @classmethod
-    def discriminator(cls, config, embeddings, **kwargs):
-        """The full-size encoder (ELECTRA's discriminator, or the MLM baseline's model)."""
-        return cls(embeddings, config.hidden_size, config.num_hidden_layers, config.num_attention_heads,
-                   config.intermediate_size, config.dropout_prob, config.layer_norm_eps,
-                   config.initializer_range, config.hidden_act, **kwargs)
-
-    @classmethod
-    def generator(cls, config, embeddings, **kwargs):
-        """The small generator: hidden and depth scaled by the generator fractions."""
-        return cls(embeddings, config.generator_hidden, config.generator_num_layers, config.generator_heads,
-                   config.generator_intermediate, config.dropout_prob, config.layer_norm_eps,
-                   config.initializer_range, config.hidden_act, **kwargs)
 
 
 def masked_lm_head(config, embeddings, **kwargs):

@@ -73,13 +73,7 @@ class ElectraPretrainer(modeling.FeaturesModel):
         """
         c = self.config
         input_ids, input_mask, segment_ids = (features[k] for k in ("input_ids", "input_mask", "segment_ids"))
-        seed = features.get("seed", tf.constant([c.seed, 0], tf.int32))
-        batch, offset = tf.shape(input_ids)[0], features.get("example_offset", 0)
-        seed_mask, seed_sample = (masking.example_seeds(s, batch, offset)
-                                  for s in tf.unstack(tf.random.experimental.stateless_split(seed, 2, alg="philox")))
-        masked = masking.mask_inputs(
-            input_ids, input_mask, seed_mask, mask_prob=c.mask_prob, max_predictions=c.max_predictions_per_seq,
-            special_ids=self._never_masked(), mask_id=self.special_ids["mask"])
+        masked, seed_sample = self.mask(features)
         mlm_encoder = self.generator if self.electra else self.discriminator
         hidden = mlm_encoder(masked["input_ids"], segment_ids, input_mask, training=training)
         outputs = {"masked": masked,
@@ -92,6 +86,23 @@ class ElectraPretrainer(modeling.FeaturesModel):
             outputs.update(fake_ids=fake_ids, labels=labels,
                            disc_logits=self.discriminator_head(hidden))
         return outputs
+
+    def mask(self, features):
+        """(`masking.mask_inputs`' output, the per-example seeds of the samples) of a batch.
+
+        Both come from the step's `seed` and each example's index in the global
+        batch, so every objective masks the same positions of an example.
+        """
+        c = self.config
+        seed = features.get("seed", tf.constant([c.seed, 0], tf.int32))
+        batch, offset = tf.shape(features["input_ids"])[0], features.get("example_offset", 0)
+        seed_mask, seed_sample = (masking.example_seeds(s, batch, offset)
+                                  for s in tf.unstack(tf.random.experimental.stateless_split(seed, 2, alg="philox")))
+        masked = masking.mask_inputs(
+            features["input_ids"], features["input_mask"], seed_mask, mask_prob=c.mask_prob,
+            max_predictions=c.max_predictions_per_seq, special_ids=self._never_masked(),
+            mask_id=self.special_ids["mask"])
+        return masked, seed_sample
 
     def loss_denominators(self, features):
         """Global-batch counts that normalise the losses: (masked positions, real tokens).
