@@ -9,7 +9,7 @@
 4. Scores the tiny classifier's TREC dev accuracy with the SavedModel, TFLite float and TFLite int8 on raw
    text, and how often int8 and float agree.
 
-    python benchmarks/tflite_export.py --work_dir=runs/tflite_bench      # tiny: about 30 minutes on 2 busy CPU cores
+    python benchmarks/tflite_export.py --work_dir=runs/tflite_bench      # tiny and small: about 3 minutes on 2 CPU cores
 
 Writes <work_dir>/tflite.json and prints a Markdown table.
 """
