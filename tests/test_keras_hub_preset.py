@@ -14,6 +14,7 @@ from electra_tf import finetuning
 from electra_tf import modeling
 from electra_tf import tokenization
 from electra_tf.config import ElectraConfig
+from test_checkpoint_interop import _ids
 
 # keras-hub's ElectraBackbone computes GELU with the tanh approximation, ELECTRA with erf. On this model
 # (random initialisation, LayerNorms and biases shifted by N(0, 0.1)) the sequence outputs then differ by at
@@ -27,16 +28,6 @@ TEXTS = ["Zoë's café serves crème brûlée, naïvely priced at $3.50!",
          "ELECTRA (Clark et al., 2020) replaces tokens -- doesn't it?",
          "Qwzxv flibbertigibbet Übermut jalapeño Ångström 🦜... [sic]",
          "Tab\tand\nnewline; 東京 and 北京 are CJK; ¿Qué tal? «quotes» — dash"]
-
-
-def _ids(vocab, batch=3, length=24, seed=0):
-    rng = np.random.default_rng(seed)
-    ids = rng.integers(5, vocab, (batch, length)).astype(np.int32)
-    mask = np.ones_like(ids)
-    mask[1, 15:] = 0  # Padding: the attention masks must agree too.
-    ids *= mask
-    segments = (np.arange(length)[None] >= 10).astype(np.int32).repeat(batch, 0) * mask
-    return ids, mask, segments
 
 
 def _encoder(config, activation=None, arrays=None):
