@@ -531,9 +531,13 @@ def architecture_of(path):
             values = json.load(f)
     elif source == "hf":
         values = config_overrides_from_hf(path)
-        # A classifier from Hugging Face may need its two-layer head.
-        values["classifier_head"] = hf_heads.head_from_hf(hf_heads.read_hf_config(path),
-                                                          read_checkpoint(path, "hf"))[1]
+        # A classifier from Hugging Face may need its two-layer head. Its weights tell, so they are read when the
+        # config names a sequence classifier or no architecture at all; any other model's head is the authors'.
+        hf_config = hf_heads.read_hf_config(path)
+        architectures = hf_config.get("architectures")
+        values["classifier_head"] = "authors"
+        if not architectures or hf_heads.ARCHITECTURES["classifier"] in architectures:
+            values["classifier_head"] = hf_heads.head_from_hf(hf_config, read_checkpoint(path, "hf"))[1]
     elif source == "keras_hub":
         values = config_overrides_from_keras_hub(path)
     else:
