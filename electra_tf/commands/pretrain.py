@@ -99,13 +99,13 @@ def main(argv):
     # With the vocab and config beside its checkpoints, the model dir is an electra_tf model dir.
     checkpoint_interop.write_model_files(model_dir, config, vocab_file)
 
-    keras.utils.set_random_seed(config.seed)  # The same command gives the same initial weights.
     special_ids = {"cls": tokenizer.cls_id, "sep": tokenizer.sep_id, "mask": tokenizer.mask_id}
     unigram = None
     if config.generator_kind == "unigram":
         # Counted again on a resume from the same files, so the distribution is the same.
         unigram = probes_lib.unigram_distribution(probes_lib.first_batches(train_files, config),
                                                   list(special_ids.values()), config.vocab_size)
+    keras.utils.set_random_seed(config.seed)  # The same command gives the same initial weights.
     with strategy.scope():
         pretrainer = ElectraPretrainer(config, special_ids, unigram=unigram)
         pretrainer.build_variables()
