@@ -293,3 +293,21 @@ def test_two_stage_trains_the_generator_alone_then_the_discriminator_from_it_wit
     assert _same(_values((resumed.generator, resumed.generator_head)), first["gen"])
     assert _same(_values([resumed.discriminator]), _values([resumed.generator]))
     assert _same(_values([resumed.discriminator_head]), initial["disc"][-4:])
+
+
+def test_all_tokens_mlm_trains_in_mixed_float16():
+    # One eager step: the float16 encoders feed float32 masked-LM and copy heads, and the loss scale holds.
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = _model(objective="all_tokens_mlm", weight_sharing="none")
+        model.compile(optimizer=optimization.create_optimizer(model.config))
+        model.optimizer.build(model.trainable_variables)
+        logs = model.train_step(_batch())
+        outputs = model(_batch(), training=False)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert model.discriminator.compute_dtype == "float16" and model.generator.compute_dtype == "float16"
+    assert all(np.isfinite(float(v)) for v in logs.values()) and "disc_mlm_loss" in logs
+    assert outputs["disc_mlm_logits"].dtype == tf.float32 and outputs["copy_logits"].dtype == tf.float32
+    assert int(model.optimizer.iterations) == 1
+    assert all(np.isfinite(v.numpy()).all() for v in model.trainable_variables)
