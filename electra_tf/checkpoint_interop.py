@@ -1,4 +1,4 @@
-"""Loading and writing the released checkpoint formats: the authors' TF1 names and Hugging Face.
+"""Loading and writing the released checkpoint formats: the authors' TF1 names, Hugging Face and keras-hub.
 
 Every format goes through one canonical form: a dict from the authors' TF1
 variable names (`electra/encoder/layer_0/attention/self/query/kernel`, ...)
@@ -20,10 +20,13 @@ import os
 import re
 import shutil
 
+from absl import logging
 import numpy as np
 import tensorflow as tf
 
-FORMATS = ("authors_tf1", "hf", "native")
+from electra_tf import hf_heads
+
+FORMATS = ("authors_tf1", "hf", "native", "keras_hub")
 
 # The authors' names of one transformer layer's parts, keyed by the keras-hub
 # TransformerEncoder's variable names.
@@ -95,15 +98,20 @@ def head_names(head, prefix):
 
 
 def variable_names(pretrainer):
-    """{authors' name: variable} of everything an `ElectraPretrainer` holds.
+    """{authors' name: variable} of everything an `ElectraPretrainer` (or `electric.ElectricPretrainer`) holds.
 
     A generator sharing all weights is the discriminator (the authors'
     `untied_generator=False` reuses the `electra` scope), so it adds only its
-    head; a weightless (uniform, unigram) generator adds nothing.
+    head; a weightless (uniform, unigram) generator adds nothing; Electric's
+    two-tower generator adds its towers and cloze head under their own names.
     """
     names = encoder_names(pretrainer.discriminator, "electra")
     if pretrainer.discriminator_head is not None:
         names.update(head_names(pretrainer.discriminator_head, "discriminator_predictions"))
+    cloze_generator = getattr(pretrainer, "cloze_generator", None)  # Electric's two towers name themselves.
+    if cloze_generator is not None:
+        names.update(cloze_generator.variable_names())
+        return names
     generator = pretrainer.generator
     if generator is not None and generator is not pretrainer.discriminator:
         own = generator.embeddings is not pretrainer.embeddings
@@ -162,7 +170,8 @@ def read_checkpoint(path, input_format):
       path: for `authors_tf1`, a TF1 checkpoint prefix (or its directory);
         for `hf`, a Hugging Face model directory (config.json and
         model.safetensors or pytorch_model.bin); for `native`, an electra_tf
-        model dir (a converted model or a pre-training run).
+        model dir (a converted model or a pre-training run); for `keras_hub`,
+        a keras-hub `ElectraBackbone` preset directory.
       input_format: one of `FORMATS`.
     """
     if input_format == "authors_tf1":
@@ -170,6 +179,8 @@ def read_checkpoint(path, input_format):
         return {n: reader.get_tensor(n) for n in reader.get_variable_to_shape_map() if not _NOT_MODEL.search(n)}
     if input_format == "native":
         return _read_native(path)
+    if input_format == "keras_hub":
+        return _read_keras_hub(path)
     if input_format == "hf":
         return {hf_to_authors(n): _from_torch_layout(n, v) for n, v in _read_hf_tensors(path).items()
                 if not _NOT_MODEL.search(n) and not n.startswith("generator_lm_head.weight")}
@@ -242,8 +253,8 @@ def _from_torch_layout(name, value):
 
 # --- Writing ---
 
-def write_hf(names, config, vocab_file, output_dir, generator=False):
-    """Writes a Hugging Face ELECTRA model dir (config.json, model.safetensors, vocab.txt).
+def write_hf(names, config, vocab_file, output_dir, generator=False, head=None):
+    """Writes a Hugging Face ELECTRA model dir (config.json, model.safetensors, vocab.txt, tokenizer_config.json).
 
     Args:
       names: {authors' name: variable} of the discriminator (encoder and
@@ -252,12 +263,16 @@ def write_hf(names, config, vocab_file, output_dir, generator=False):
       vocab_file: copied as vocab.txt.
       output_dir: created if needed.
       generator: write `ElectraForMaskedLM` instead of `ElectraForPreTraining`.
+      head: a fine-tuned model's task head from `hf_heads.head_to_hf`: (arrays
+        by Hugging Face's head names in the canonical layout, config.json fields).
     """
     from safetensors.numpy import save_file
 
     os.makedirs(output_dir, exist_ok=True)
     tensors = {}
-    for name, value in model_arrays(names).items():
+    arrays = model_arrays(names)
+    arrays.update(head[0] if head else {})
+    for name, value in arrays.items():
         hf_name = authors_to_hf(name, generator)
         tensors[hf_name] = np.ascontiguousarray(value.T if hf_name.endswith(".weight") and value.ndim == 2
                                                 and "_embeddings" not in hf_name else value)
@@ -278,9 +293,13 @@ def write_hf(names, config, vocab_file, output_dir, generator=False):
         "max_position_embeddings": config.max_position_embeddings, "type_vocab_size": config.type_vocab_size,
         "initializer_range": config.initializer_range, "layer_norm_eps": config.layer_norm_eps,
         "pad_token_id": 0, "tie_word_embeddings": True,
+        **(head[1] if head else {}),
     }
     with open(os.path.join(output_dir, "config.json"), "w") as f:
         json.dump(hf_config, f, indent=2)
+    # So that AutoTokenizer (and a pipeline) cases the text as the model was trained.
+    with open(os.path.join(output_dir, "tokenizer_config.json"), "w") as f:
+        json.dump({"tokenizer_class": "ElectraTokenizer", "do_lower_case": config.do_lower_case}, f, indent=2)
     shutil.copyfile(vocab_file, os.path.join(output_dir, "vocab.txt"))
 
 
@@ -341,6 +360,151 @@ def config_overrides_from_hf(model_dir):
     }
 
 
+# --- keras-hub presets ---
+
+# A keras-hub backbone's weights: one file, or the index of its shards.
+_KERAS_HUB_WEIGHTS = ("model.weights.h5", "model.weights.json")
+_KERAS_HUB_EMBEDDING_NAMES = {
+    "token_embedding/embeddings": "word_embeddings",
+    "position_embedding/embeddings": "position_embeddings",
+    "segment_embedding/embeddings": "token_type_embeddings",
+    "embeddings_layer_norm/gamma": "LayerNorm/gamma",
+    "embeddings_layer_norm/beta": "LayerNorm/beta",
+}
+# keras-hub's ElectraBackbone ends in a tanh pooler over [CLS] that ELECTRA never had (its sentence vector is
+# the [CLS] state): a written preset holds zeros there, so `pooled_output` is plainly untrained (all zeros),
+# and reading a preset leaves it out.
+KERAS_HUB_POOLER = "pooled_dense"
+# What the backbone fixes and an ElectraConfig leaves open. Its transformer layers compute GELU with the tanh
+# approximation whatever the weights were trained with; ELECTRA's is the exact erf form.
+_KERAS_HUB_FIXED = {"hidden_act": "gelu", "layer_norm_eps": 1e-12}
+
+
+def keras_hub_names(backbone):
+    """{authors' name: variable} of a keras-hub `ElectraBackbone`, its pooler (`KERAS_HUB_POOLER`) left out.
+
+    Example:
+    ```python
+    backbone = keras_hub.models.ElectraBackbone.from_preset("my_preset")
+    arrays = model_arrays(keras_hub_names(backbone))  # {"electra/encoder/layer_0/...": array, ...}
+    ```
+    """
+    names = {}
+    for v in backbone.weights:
+        layer, _, rest = v.path.partition("/")
+        if layer == KERAS_HUB_POOLER:
+            continue
+        if layer.startswith("transformer_layer_") and rest in _LAYER_NAMES:
+            names[f"electra/encoder/layer_{layer[len('transformer_layer_'):]}/{_LAYER_NAMES[rest]}"] = v
+        elif layer == "embeddings_projection":
+            names[f"electra/embeddings_project/{rest}"] = v
+        elif v.path in _KERAS_HUB_EMBEDDING_NAMES:
+            names[f"electra/embeddings/{_KERAS_HUB_EMBEDDING_NAMES[v.path]}"] = v
+        else:
+            raise ValueError(f"{backbone.name}: variable {v.path} is not part of an ELECTRA encoder")
+    return names
+
+
+def keras_hub_backbone_config(config):
+    """The `ElectraBackbone` arguments of an `ElectraConfig`'s discriminator.
+
+    Raises:
+      ValueError if the config asks for what the backbone cannot compute
+      (another activation, another LayerNorm epsilon).
+    """
+    for field, fixed in _KERAS_HUB_FIXED.items():
+        if getattr(config, field) != fixed:
+            raise ValueError(f"config: {field}={getattr(config, field)!r}, but keras-hub's ElectraBackbone "
+                             f"has {field}={fixed!r} built in")
+    return dict(vocab_size=config.vocab_size, num_layers=config.num_hidden_layers,
+                num_heads=config.num_attention_heads, hidden_dim=config.hidden_size,
+                embedding_dim=config.embedding_size, intermediate_dim=config.intermediate_size,
+                dropout=config.dropout_prob, max_sequence_length=config.max_position_embeddings,
+                num_segments=config.type_vocab_size)
+
+
+def write_keras_hub(names, config, vocab_file, output_dir):
+    """Writes a keras-hub preset of the discriminator: `ElectraBackbone` and `ElectraTokenizer`.
+
+    The files are keras-hub's own (`save_to_preset`): config.json,
+    model.weights.h5 and metadata.json for the backbone, tokenizer.json and
+    assets/tokenizer/vocabulary.txt for the tokenizer, which lower-cases and
+    strips accents when `config.do_lower_case` says so. A backbone holds the
+    embeddings and the discriminator's encoder only: the discriminator head
+    and the generator are not part of a preset.
+
+    Args:
+      names: {authors' name: variable} holding the embeddings and the
+        discriminator's encoder (`electra/...`); other parts are left out.
+      config: the `ElectraConfig`.
+      vocab_file: the model's WordPiece vocabulary.
+      output_dir: created if needed.
+
+    Returns:
+      The keras-hub backbone written.
+
+    Example:
+    ```python
+    write_keras_hub(variable_names(pretrainer), config, "vocab.txt", "presets/electra_tiny")
+    keras_hub.models.ElectraBackbone.from_preset("presets/electra_tiny")
+    ```
+    """
+    import keras_hub
+
+    from electra_tf import tokenization
+
+    vocab = tokenization.load_vocab(vocab_file)
+    if len(vocab) != config.vocab_size:
+        raise ValueError(f"{vocab_file} has {len(vocab)} tokens but vocab_size is {config.vocab_size}")
+    backbone = keras_hub.models.ElectraBackbone(**keras_hub_backbone_config(config))
+    assign(keras_hub_names(backbone), {n: a for n, a in model_arrays(names).items() if n.startswith(ENCODER_PREFIX)})
+    for v in backbone.get_layer(KERAS_HUB_POOLER).weights:
+        v.assign(np.zeros(v.shape, v.dtype))
+    os.makedirs(output_dir, exist_ok=True)
+    backbone.save_to_preset(output_dir)
+    keras_hub.models.ElectraTokenizer(vocabulary=vocab, lowercase=config.do_lower_case,
+                                      strip_accents=config.do_lower_case).save_to_preset(output_dir)
+    return backbone
+
+
+def _keras_hub_json(path, filename, class_name):
+    """The `config` of a preset's serialised keras-hub object, checked to be a `class_name`."""
+    with open(os.path.join(path, filename)) as f:
+        values = json.load(f)
+    if values.get("class_name") != class_name:
+        raise ValueError(f"{os.path.join(path, filename)}: a keras-hub {values.get('class_name')!r}; "
+                         f"electra_tf reads ElectraBackbone presets, whose {filename} holds an {class_name}")
+    return values["config"]
+
+
+def config_overrides_from_keras_hub(preset_dir):
+    """ElectraConfig fields read from a keras-hub `ElectraBackbone` preset (config.json, tokenizer.json).
+
+    `hidden_act` is ELECTRA's exact GELU, which the weights were trained
+    with, not the tanh approximation keras-hub computes; `do_lower_case` is
+    the preset tokenizer's `lowercase` when it has a tokenizer.json.
+    """
+    backbone = _keras_hub_json(preset_dir, "config.json", "ElectraBackbone")
+    values = dict(_KERAS_HUB_FIXED,
+                  vocab_size=backbone["vocab_size"], embedding_size=backbone["embedding_dim"],
+                  hidden_size=backbone["hidden_dim"], num_hidden_layers=backbone["num_layers"],
+                  num_attention_heads=backbone["num_heads"], intermediate_size=backbone["intermediate_dim"],
+                  dropout_prob=backbone["dropout"], max_position_embeddings=backbone["max_sequence_length"],
+                  type_vocab_size=backbone["num_segments"])
+    if os.path.exists(os.path.join(preset_dir, "tokenizer.json")):
+        values["do_lower_case"] = _keras_hub_json(preset_dir, "tokenizer.json", "ElectraTokenizer")["lowercase"]
+    return values
+
+
+def _read_keras_hub(preset_dir):
+    import keras_hub
+
+    _keras_hub_json(preset_dir, "config.json", "ElectraBackbone")  # A clear error for another model's preset.
+    backbone = keras_hub.models.ElectraBackbone.from_preset(preset_dir)
+    logging.info("%s: left out the backbone's %s (ELECTRA has no pooler)", preset_dir, KERAS_HUB_POOLER)
+    return model_arrays(keras_hub_names(backbone))
+
+
 # --- Native electra_tf model directories ---
 
 def write_native(output_dir, config, vocab_file, names):
@@ -365,14 +529,14 @@ def write_model_files(output_dir, config, vocab_file):
 ARCHITECTURE_FIELDS = (
     "vocab_size", "embedding_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
     "hidden_act", "layer_norm_eps", "max_position_embeddings", "type_vocab_size", "generator_hidden_size",
-    "generator_layers", "weight_sharing", "do_lower_case")
+    "generator_layers", "weight_sharing", "do_lower_case", "classifier_head")
 
 
 def architecture_of(path):
     """The `ARCHITECTURE_FIELDS` of the model at `path`, from its config.json.
 
-    An electra_tf model dir (or one of its checkpoints) and a Hugging Face dir say
-    their shapes; the authors' TF1 checkpoints do not (their `--model_size` does),
+    An electra_tf model dir (or one of its checkpoints), a Hugging Face dir and a
+    keras-hub preset say their shapes; the authors' TF1 checkpoints do not (their `--model_size` does),
     so for those the result is empty.
     """
     source = detect_format(path)
@@ -381,6 +545,11 @@ def architecture_of(path):
             values = json.load(f)
     elif source == "hf":
         values = config_overrides_from_hf(path)
+        # A classifier from Hugging Face may need its two-layer head.
+        values["classifier_head"] = hf_heads.head_from_hf(hf_heads.read_hf_config(path),
+                                                          read_checkpoint(path, "hf"))[1]
+    elif source == "keras_hub":
+        values = config_overrides_from_keras_hub(path)
     else:
         return {}
     return {k: values[k] for k in ARCHITECTURE_FIELDS if k in values}
@@ -389,6 +558,15 @@ def architecture_of(path):
 def model_dir_of(path):
     """The directory holding a checkpoint's config.json and vocab.txt: `path` itself, or a prefix's directory."""
     return path if os.path.isdir(path) else os.path.dirname(path)
+
+
+def vocab_file_of(path):
+    """The vocabulary shipped with the model at `path` (its vocab.txt, a keras-hub preset's vocabulary.txt), or None."""
+    model_dir = model_dir_of(path)
+    for candidate in ("vocab.txt", os.path.join("assets", "tokenizer", "vocabulary.txt")):
+        if os.path.isfile(os.path.join(model_dir, candidate)):
+            return os.path.join(model_dir, candidate)
+    return None
 
 
 def _read_native(path):
@@ -406,7 +584,7 @@ def _read_native(path):
 
 
 def detect_format(path):
-    """`native`, `hf` or `authors_tf1`, from what lies at `path`.
+    """`native`, `hf`, `keras_hub` or `authors_tf1`, from what lies at `path`.
 
     `path` may also be one checkpoint of an electra_tf run (`<model_dir>/ckpt-400`),
     as the authors' code takes `model.ckpt-N`, to start from a step before the last.
@@ -414,6 +592,8 @@ def detect_format(path):
     if os.path.isdir(path) and os.path.exists(os.path.join(path, "config.json")):
         if any(os.path.exists(os.path.join(path, f)) for f in ("model.safetensors", "pytorch_model.bin")):
             return "hf"
+        if any(os.path.exists(os.path.join(path, f)) for f in _KERAS_HUB_WEIGHTS):
+            return "keras_hub"
         if tf.train.latest_checkpoint(path):
             return "native"
     if tf.io.gfile.exists(path + ".index"):
@@ -421,7 +601,8 @@ def detect_format(path):
         return "native" if any(k.startswith("weights/") for k in keys) else "authors_tf1"
     if tf.train.latest_checkpoint(path):
         return "authors_tf1"
-    raise ValueError(f"{path}: neither an electra_tf model dir, a Hugging Face model dir, nor a TF1 checkpoint")
+    raise ValueError(f"{path}: neither an electra_tf model dir, a Hugging Face model dir, a keras-hub preset "
+                     "nor a TF1 checkpoint")
 
 
 def load_into(names, path, ignore=()):

@@ -13,15 +13,20 @@ from typing import Any, Mapping, Optional
 
 from electra_tf import paths
 
-# The pre-training objectives, the default ELECTRA's and the paper's alternatives (docs/pretraining_variants.md).
-OBJECTIVES = ("electra", "mlm", "electra_15", "replace_mlm", "all_tokens_mlm")
+# The pre-training objectives: ELECTRA's, the MLM baseline, the paper's alternatives and Electric
+# (docs/pretraining_variants.md).
+OBJECTIVES = ("electra", "mlm", "electra_15", "replace_mlm", "all_tokens_mlm", "electric")
 # Objectives whose full-size model reads the generator's samples.
-SAMPLING_OBJECTIVES = ("electra", "electra_15", "replace_mlm", "all_tokens_mlm")
+SAMPLING_OBJECTIVES = ("electra", "electra_15", "replace_mlm", "all_tokens_mlm", "electric")
 # What the generator and the discriminator share (the paper's section 3.2).
 WEIGHT_SHARING = ("none", "embeddings", "all")
-# Where the replacements come from: a trained masked LM, or a fixed distribution without weights.
-GENERATOR_KINDS = ("mlm", "uniform", "unigram")
+# Where the replacements come from: a trained masked LM, a fixed distribution without weights, or
+# Electric's cloze generator (a left-to-right and a right-to-left Transformer, electric.py).
+GENERATOR_KINDS = ("mlm", "uniform", "unigram", "two_tower")
 FIXED_GENERATORS = ("uniform", "unigram")
+# A classifier's head: the authors' ([CLS] -> dropout -> dense) or Hugging Face's ElectraClassificationHead
+# ([CLS] -> dropout -> dense(H) -> GELU -> dropout -> dense), which a classifier from Hugging Face comes with.
+CLASSIFIER_HEADS = ("authors", "hf")
 # A size file may say why it departs from the paper: {field: reason}, for readers, never applied.
 REASONS_KEY = "_why"
 
@@ -99,6 +104,7 @@ class ElectraConfig:
     answerable_weight: float
     qa_beam_size: int
     qa_joint_hidden_size: int
+    classifier_head: str
     finetuning: dict
 
     def __post_init__(self):
@@ -117,6 +123,8 @@ class ElectraConfig:
                 raise ValueError(f"config: {name} must be positive, got {getattr(self, name)!r}")
         if self.objective not in OBJECTIVES:
             raise ValueError(f"config: objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        if self.classifier_head not in CLASSIFIER_HEADS:
+            raise ValueError(f"config: classifier_head must be one of {CLASSIFIER_HEADS}, got {self.classifier_head!r}")
         self._check_variant()
         if not 0.0 < self.mask_prob < 1.0:
             raise ValueError(f"config: mask_prob must be in (0, 1), got {self.mask_prob}")
@@ -145,6 +153,17 @@ class ElectraConfig:
             raise ValueError(f"config: weight_sharing must be one of {WEIGHT_SHARING}, got {self.weight_sharing!r}")
         if self.generator_kind not in GENERATOR_KINDS:
             raise ValueError(f"config: generator_kind must be one of {GENERATOR_KINDS}, got {self.generator_kind!r}")
+        # As the authors' configure_pretraining.py: Electric needs the two-tower cloze generator, whose
+        # predictions for every token are what Electric's noise distribution q is; nothing else uses it.
+        if (self.objective == "electric") != (self.generator_kind == "two_tower"):
+            raise ValueError(f"config: objective=electric needs generator_kind=two_tower and two_tower is "
+                             f"only Electric's, got objective={self.objective!r} with "
+                             f"generator_kind={self.generator_kind!r}")
+        # The two towers embed with the discriminator's embeddings (electric.py); other sharing is not built.
+        if self.objective == "electric" and self.weight_sharing != "embeddings":
+            raise ValueError(f"config: objective=electric shares the embeddings between its two-tower generator "
+                             f"and the discriminator, so weight_sharing must be 'embeddings', got "
+                             f"{self.weight_sharing!r}")
         if self.two_stage_generator_steps < 0:
             raise ValueError(f"config: two_stage_generator_steps must be >= 0, got {self.two_stage_generator_steps}")
         if not self.has_generator_network and self.weight_sharing != "embeddings":
@@ -173,8 +192,8 @@ class ElectraConfig:
 
     @property
     def has_generator_network(self) -> bool:
-        """Whether a generator encoder is trained (not the MLM baseline, not a fixed distribution)."""
-        return self.objective in SAMPLING_OBJECTIVES and self.generator_kind == "mlm"
+        """Whether a generator network is trained: a masked LM or Electric's two towers (not a fixed distribution)."""
+        return self.objective in SAMPLING_OBJECTIVES and self.generator_kind not in FIXED_GENERATORS
 
     @property
     def full_size_generator(self) -> bool:

@@ -10,6 +10,10 @@ stock TF Serving ships. Each export has two signatures:
 - `encoded`: int32 `input_ids`, `input_mask`, `segment_ids` [batch, length]
   for clients that tokenize themselves (at most `max_seq_length` long).
 
+An Electric scorer (`electric_scorer`, from an objective=electric pre-training
+run) returns each text's pseudo-log-likelihood, `sum_t -E(x)_t`, and the
+per-token terms.
+
 A tagger splits each text into words as BERT's basic tokenizer does
 (whitespace, punctuation, CJK characters), tags every word on its first
 word-piece as fine-tuning did, in windows of whole words when a text is
@@ -41,12 +45,14 @@ import tensorflow_text as tf_text
 
 from electra_tf import checkpoint_interop
 from electra_tf import config as config_lib
+from electra_tf import electric
 from electra_tf import finetuning
+from electra_tf import masking
 from electra_tf import modeling
 from electra_tf import tasks
 from electra_tf import tokenization
 
-KINDS = ("discriminator", "classifier", "squad", "tagger")
+KINDS = ("discriminator", "classifier", "squad", "tagger", "electric_scorer")
 ID_FEATURES = ("input_ids", "input_mask", "segment_ids")
 
 
@@ -84,11 +90,14 @@ class ServingModule(tf.Module):
             return self._answer(texts["question"], texts["context"])
         if self._kind == "tagger":
             return self._tag_words(texts["text"])
-        ids, segments, _ = tokenization.pack_inputs(
+        ids, segments, truncated = tokenization.pack_inputs(
             self.tokenizer, [texts[name] for name in self._text_inputs], self._length)
         features = {"input_ids": ids.to_tensor(), "segment_ids": segments.to_tensor(),
                     "input_mask": tf.ones_like(ids).to_tensor()}
-        return self._outputs(features)
+        outputs = self._outputs(features)
+        if self._kind == "electric_scorer":  # A cut sentence's score is not comparable with the others'.
+            outputs["truncated"] = truncated
+        return outputs
 
     def from_ids(self, features):
         length = tf.shape(features["input_ids"])[1]
@@ -104,9 +113,18 @@ class ServingModule(tf.Module):
         if self._kind == "discriminator":
             mask = features["input_mask"]
             real = mask > 0
-            return {"tokens": tf.where(real, tf.gather(self.vocab, features["input_ids"]), ""),
+            # Padding reads the "" after the vocabulary: TFLite has no select of strings.
+            blank = tf.where(real, features["input_ids"], self.tokenizer.vocab_size)
+            return {"tokens": tf.gather(tf.concat([self.vocab, [""]], 0), blank),
                     "replaced_probability": tf.where(real, tf.sigmoid(logits), 0.0),
                     "input_mask": mask}
+        if self._kind == "electric_scorer":  # The energies are `logits`; a token's score is -E.
+            mask = features["input_mask"]
+            special_ids = [self.tokenizer.cls_id, self.tokenizer.sep_id, self.tokenizer.mask_id]
+            scored = masking.candidate_mask(features["input_ids"], mask, special_ids)
+            return {"score": electric.sentence_scores(logits, features["input_ids"], mask, special_ids),
+                    "tokens": tf.where(mask > 0, tf.gather(self.vocab, features["input_ids"]), ""),
+                    "token_scores": tf.where(scored, -logits, 0.0), "input_mask": mask}
         if self._kind == "tagger":  # Per token: clients that tokenize themselves read each word's first piece.
             return {"tags": tf.gather(tf.constant(self._labels), tf.argmax(logits, axis=-1)),
                     "scores": tf.reduce_max(tf.nn.softmax(logits), axis=-1), "logits": logits}
@@ -220,7 +238,8 @@ def load_serving_module(model_dir, kind, max_seq_length=None):
 
     Args:
       model_dir: for `discriminator`, a `run_pretraining.py` model dir or a
-        `convert_checkpoint.py` output; for `classifier`, `squad` and `tagger`, a
+        `convert_checkpoint.py` output; for `electric_scorer`, an objective=electric
+        `run_pretraining.py` model dir; for `classifier`, `squad` and `tagger`, a
         `run_finetuning.py` trial dir (`<model_dir>/trial_<k>`, which holds `task.json`).
       kind: one of `KINDS`.
       max_seq_length: overrides the config's (at most max_position_embeddings).
@@ -237,12 +256,17 @@ def load_serving_module(model_dir, kind, max_seq_length=None):
     vocab_file = os.path.join(model_dir, "vocab.txt")
     tokenizer = tokenization.WordPieceTokenizer.for_config(vocab_file, config)
     labels, text_inputs, qa = None, ("text",), None
-    if kind == "discriminator":
+    if kind in ("discriminator", "electric_scorer"):
+        # Electric's discriminator gives energies, not replaced-token logits: each run has its one kind.
+        if (kind == "electric_scorer") != (config.objective == "electric"):
+            right = "electric_scorer" if config.objective == "electric" else "discriminator"
+            raise ValueError(f"--model_dir={model_dir} holds an objective={config.objective} model: "
+                             f"pass --kind={right}")
         model = modeling.ElectraDiscriminator(config)
         model.build_variables()
         names = checkpoint_interop.encoder_names(model.encoder, "electra")
         names.update(checkpoint_interop.head_names(model.head, "discriminator_predictions"))
-        ignore = ("generator/", "generator_predictions/")
+        ignore = electric.GENERATOR_PREFIXES if kind == "electric_scorer" else ("generator/", "generator_predictions/")
     elif kind == "squad":
         task = tasks.read_task_file(model_dir)
         if task.get("kind") != "squad":

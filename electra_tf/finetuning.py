@@ -8,15 +8,19 @@ tagger (dense over every position), under
 `training.Trainer` (loops, checkpoints, resume, TensorBoard).
 """
 
+import os
+
 from absl import logging
 import keras
 import numpy as np
 import tensorflow as tf
 
 from electra_tf import checkpoint_interop
+from electra_tf import hf_heads
 from electra_tf import input_order
 from electra_tf import modeling
 from electra_tf import optimization
+from electra_tf import tasks
 
 
 class FinetuningModel(modeling.FeaturesModel):
@@ -80,7 +84,10 @@ class ElectraClassifier(FinetuningModel):
     """A sentence(-pair) classifier or regressor on ELECTRA's discriminator.
 
     The authors' head: the [CLS] hidden state -> dropout -> dense, stored as
-    `task_specific/<task_name>/dense/{kernel,bias}`.
+    `task_specific/<task_name>/dense/{kernel,bias}`. With the config's
+    `classifier_head="hf"`, Hugging Face's `ElectraClassificationHead` instead
+    (what a classifier fine-tuned there comes with): dropout -> dense(H) -> GELU
+    -> dropout -> dense, stored as `task_specific/<task_name>/classifier/{dense,out_proj}/{kernel,bias}`.
 
     Args:
       config: an `ElectraConfig` (encoder sizes, dropout, clip_norm).
@@ -103,10 +110,16 @@ class ElectraClassifier(FinetuningModel):
     ```
     """
 
+    KIND = "classifier"
+
     def __init__(self, config, num_outputs, task_name, regression=False, **kwargs):
         super().__init__(config, task_name, **kwargs)
         self.regression = regression
         self.dropout = modeling.CounterDropout(config.dropout_prob)
+        # Keras' "gelu" is the exact (erf) one, as Hugging Face's head has it whatever the encoder's hidden_act.
+        self.hidden = keras.layers.Dense(
+            config.hidden_size, activation="gelu", kernel_initializer=modeling.initializer(config), dtype="float32",
+            name="task_hidden") if config.classifier_head == "hf" else None
         self.head = keras.layers.Dense(num_outputs, kernel_initializer=modeling.initializer(config),
                                        dtype="float32", name="task_head")
         self.accuracy_metric = None if regression else keras.metrics.SparseCategoricalAccuracy(name="accuracy")
@@ -116,11 +129,17 @@ class ElectraClassifier(FinetuningModel):
         return super().metrics + ([self.accuracy_metric] if self.accuracy_metric is not None else [])
 
     def call(self, features, training=None):
-        logits = self.head(self.dropout(self.encode(features, training)[:, 0], training=training))
+        pooled = self.dropout(self.encode(features, training)[:, 0], training=training)
+        if self.hidden is not None:
+            pooled = self.dropout(self.hidden(pooled), training=training)
+        logits = self.head(pooled)
         return logits[:, 0] if self.regression else logits
 
     def head_variables(self):
-        return {"dense/kernel": self.head.kernel, "dense/bias": self.head.bias}
+        if self.hidden is None:
+            return {"dense/kernel": self.head.kernel, "dense/bias": self.head.bias}
+        return {"classifier/dense/kernel": self.hidden.kernel, "classifier/dense/bias": self.hidden.bias,
+                "classifier/out_proj/kernel": self.head.kernel, "classifier/out_proj/bias": self.head.bias}
 
     def per_example_loss(self, data, outputs):
         if self.regression:
@@ -156,6 +175,8 @@ class ElectraQuestionAnswering(FinetuningModel):
       inference, with int32 `start_top_index` [batch, beam]) and, with
       `answerable`, `impossible_logits` [batch] (positive: no answer).
     """
+
+    KIND = "squad"
 
     def __init__(self, config, task_name, joint=False, answerable=False, **kwargs):
         super().__init__(config, task_name, **kwargs)
@@ -243,6 +264,8 @@ class ElectraTagger(FinetuningModel):
     ```
     """
 
+    KIND = "tagger"
+
     def __init__(self, config, num_labels, task_name, **kwargs):
         super().__init__(config, task_name, **kwargs)
         self.head = keras.layers.Dense(num_labels, kernel_initializer=modeling.initializer(config),
@@ -274,6 +297,26 @@ class ElectraTagger(FinetuningModel):
         self.accuracy_metric.update_state(labels, outputs, sample_weight=weights)
 
 
+def model_for_task(config, info):
+    """The built, untrained model of a fine-tuned model dir's task.json (`tasks.write_task_file`).
+
+    Example:
+    ```python
+    model = model_for_task(config, tasks.read_task_file("runs/sst/trial_1"))
+    ```
+    """
+    kind = info.get("kind", "classifier")
+    if kind == "squad":
+        model = ElectraQuestionAnswering(config, info["task"], info["joint"], info["answerable"])
+    elif kind == "tagger":
+        model = ElectraTagger(config, len(info["labels"]), info["task"])
+    else:
+        labels = info["labels"]
+        model = ElectraClassifier(config, len(labels) if labels else 1, info["task"], regression=labels is None)
+    model.build_variables()
+    return model
+
+
 def layerwise_multipliers(model, authors_off_by_one=False):
     """(variable, learning-rate multiplier) pairs from the config's `layerwise_lr_decay`."""
     names = model.variable_names()
@@ -282,28 +325,101 @@ def layerwise_multipliers(model, authors_off_by_one=False):
     return [(names[name], multiplier) for name, multiplier in by_name.items()]
 
 
-# Pre-training parts a fine-tuning model has no use for.
+# Pre-training parts (and other tasks' heads) a fine-tuning model has no use for.
 _PRETRAINING_ONLY = ("generator/", "generator_predictions/", "discriminator_predictions/", "task_specific/")
 
 
-def load_pretrained(model, path):
-    """Initialises the encoder from a checkpoint of any `checkpoint_interop` format.
+def load_pretrained(model, path, labels=None):
+    """Initialises the encoder, and the task head when the checkpoint has one for this task.
 
-    The generator and pre-training heads (or another task's head) in the
-    checkpoint are left out and counted; anything else the encoder does not
-    use, a missing variable or a shape that does not fit the config is an
-    error naming it.
+    The head comes too from a fine-tuned electra_tf model dir of the same task
+    (`task_specific/<task>/`) and from a Hugging Face ElectraForSequenceClassification,
+    ElectraForTokenClassification or ElectraForQuestionAnswering dir of the
+    model's kind (`hf_heads`): further fine-tuning or evaluation of a fine-tuned
+    model. The generator, pre-training heads and other tasks' heads are left out
+    and counted; anything else the model does not use, a missing variable or a
+    shape that does not fit is an error naming it.
+
+    Args:
+      model: a built `FinetuningModel`.
+      path: what `checkpoint_interop.detect_format` recognises.
+      labels: the task's label names in id order, checked against the ones a
+        fine-tuned checkpoint names (None: regression, SQuAD, or unchecked).
 
     Returns:
       The detected format.
+
+    Raises:
+      ValueError naming the flag: a head whose outputs or labels do not fit
+      the task's, or weights that do not fit --model_size/--hparams.
     """
+    source = checkpoint_interop.detect_format(path)
+    arrays = checkpoint_interop.read_checkpoint(path, source)
+    prefix = f"task_specific/{model.task_name}/"
+    head, source_info = _checkpoint_head(path, source, arrays, model)
+    names = checkpoint_interop.encoder_names(model.encoder, "electra")
+    if head:
+        _check_head(model, path, head)
+        head = _in_label_order(model, path, head, source_info, labels)
+        arrays = {n: a for n, a in arrays.items() if not n.startswith(hf_heads.HF_HEAD_PREFIXES + (prefix,))}
+        arrays.update({prefix + name: a for name, a in head.items()})
+        names = model.variable_names()
+    left_out = [n for n in arrays if n not in names and n.startswith(_PRETRAINING_ONLY + hf_heads.HF_HEAD_PREFIXES)]
     try:
-        source, left_out = checkpoint_interop.load_into(
-            checkpoint_interop.encoder_names(model.encoder, "electra"), path, ignore=_PRETRAINING_ONLY)
+        checkpoint_interop.assign(names, {n: a for n, a in arrays.items() if n not in left_out})
     except ValueError as e:
         raise ValueError(f"--init_checkpoint={path} does not fit --model_size/--hparams: {e}") from e
-    logging.info("initialised the encoder from %s (%s); left out %d pre-training variables", path, source, left_out)
+    logging.info("initialised the encoder%s from %s (%s); left out %d pre-training or other tasks' variables",
+                 f" and the {model.task_name} head" if head else "", path, source, len(left_out))
     return source
+
+
+def _checkpoint_head(path, source, arrays, model):
+    """(this task's head in the checkpoint, by names relative to its prefix, or {}; the task.json that goes with it)."""
+    if source == "hf":
+        hf_config = hf_heads.read_hf_config(path)
+        info = hf_heads.task_info(hf_config, arrays)
+        if info is None or info["kind"] != model.KIND:
+            return {}, info  # Another kind's head is left out, as another task's.
+        return hf_heads.head_from_hf(hf_config, arrays)[0], info
+    prefix = f"task_specific/{model.task_name}/"
+    head = {n[len(prefix):]: a for n, a in arrays.items() if n.startswith(prefix)}
+    task_file = os.path.join(checkpoint_interop.model_dir_of(path), tasks.TASK_FILE)
+    info = tasks.read_task_file(os.path.dirname(task_file)) if head and os.path.isfile(task_file) else None
+    return head, info
+
+
+def _check_head(model, path, head):
+    own = {name: tuple(v.shape) for name, v in model.head_variables().items()}
+    if set(head) != set(own):
+        raise ValueError(f"--init_checkpoint={path} holds a {model.task_name} head of {sorted(head)}; this model's "
+                         f"head is {sorted(own)} (--joint_prediction, --answerable_classifier and the config's "
+                         "classifier_head choose it)")
+    for name, shape in own.items():
+        theirs = head[name].shape
+        if theirs != shape:
+            why = (f"its labels do not fit the task's ({theirs[-1]} outputs, the task has {shape[-1]})"
+                   if theirs[:-1] == shape[:-1] else "its sizes are not --model_size/--hparams'")
+            raise ValueError(f"--init_checkpoint={path}: its {model.task_name} head's {name} has shape {theirs}, "
+                             f"this task's needs {shape}: {why}")
+
+
+def _in_label_order(model, path, head, info, labels):
+    """The head with its outputs in the task's label order, when the checkpoint names the same labels otherwise.
+
+    A task's labels are in the order its training file shows them, which
+    need not be the order a model was fine-tuned with.
+    """
+    named = info.get("labels") if info else None
+    if labels is None or named is None or list(named) == list(labels) or hf_heads.generic_labels(named):
+        return head
+    if sorted(named) != sorted(labels):
+        raise ValueError(f"--init_checkpoint={path}: its head's labels {list(named)} are not the task's "
+                         f"{list(labels)}")
+    order = [list(named).index(label) for label in labels]
+    outputs = {name for name, v in model.head_variables().items() if v is model.head.kernel or v is model.head.bias}
+    logging.info("--init_checkpoint=%s: its head's outputs reordered from %s to the task's %s", path, named, labels)
+    return {name: a[..., order] if name in outputs else a for name, a in head.items()}
 
 
 # --- Inputs ---

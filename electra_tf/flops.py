@@ -14,7 +14,9 @@ baseline trains one full-size masked LM. The variants (docs/pretraining_variants
 count what they run: an untied generator embeds at its hidden size, a
 uniform or unigram generator costs nothing, Replace MLM puts a masked-LM head
 on the full-size model's masked positions and All-Tokens MLM on every position
-(with its copy head); sampling is not counted, as in the authors' count.
+(with its copy head); sampling is not counted, as in the authors' count. An
+Electric step trains two generator-sized towers, a cloze head at every
+position and the discriminator.
 
 Example:
 ```python
@@ -57,10 +59,19 @@ def discriminator_head_flops(hidden):
 
 
 def generator_flops(config):
-    """Forward FLOPs of the generator on one sequence: its encoder and the masked-LM head (0 if weightless)."""
+    """Forward FLOPs of the generator on one sequence: its encoder and the masked-LM head (0 if weightless).
+
+    Electric's generator is two towers (a causal mask still computes every
+    score) and a cloze head at EVERY position over both towers' states (2x the
+    generator's width), whose log-softmax also gives log q.
+    """
     c, seq = config, config.max_seq_length
     if not c.has_generator_network:
         return 0
+    if c.generator_kind == "two_tower":
+        return (2 * seq * encoder_flops(c.embedding_size, c.generator_hidden, c.generator_num_layers,
+                                        c.generator_intermediate, c.generator_heads, seq)
+                + seq * mlm_head_flops(2 * c.generator_hidden, c.embedding_size, c.vocab_size))
     return (seq * encoder_flops(c.generator_embedding_size, c.generator_hidden, c.generator_num_layers,
                                 c.generator_intermediate, c.generator_heads, seq)
             + c.max_predictions_per_seq * mlm_head_flops(c.generator_hidden, c.generator_embedding_size,

@@ -90,7 +90,7 @@ def mask_inputs(input_ids, input_mask, seeds, *, mask_prob, max_predictions, spe
       ids at the positions), `weights` (1.0 for real slots, 0.0 for unused).
     """
     length = input_ids.shape[1]
-    candidates = _candidates(input_ids, input_mask, special_ids)
+    candidates = candidate_mask(input_ids, input_mask, special_ids)
     count = _count(candidates, input_mask, mask_prob, max_predictions)
     # Top-k of uniform scores restricted to candidates samples without replacement.
     draws = example_uniform(seeds, [length + max_predictions])
@@ -107,7 +107,8 @@ def mask_inputs(input_ids, input_mask, seeds, *, mask_prob, max_predictions, spe
     return {"input_ids": masked_ids, "positions": positions, "ids": ids, "weights": weights}
 
 
-def _candidates(input_ids, input_mask, special_ids):
+def candidate_mask(input_ids, input_mask, special_ids):
+    """bool [batch, length]: the real tokens that are not among `special_ids`, the ones masking may choose."""
     candidates = tf.cast(input_mask, tf.bool)
     for special in special_ids:
         candidates &= tf.not_equal(input_ids, special)
@@ -121,7 +122,7 @@ def num_predictions(input_ids, input_mask, *, mask_prob, max_predictions, specia
     number of maskable tokens. Knowing it before masking lets a step that is
     split into micro-batches normalise the loss by the whole batch's count.
     """
-    return _count(_candidates(input_ids, input_mask, special_ids), input_mask, mask_prob, max_predictions)
+    return _count(candidate_mask(input_ids, input_mask, special_ids), input_mask, mask_prob, max_predictions)
 
 
 def _count(candidates, input_mask, mask_prob, max_predictions):

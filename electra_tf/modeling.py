@@ -188,15 +188,20 @@ class ElectraEncoder(keras.layers.Layer):
             layer.build(hidden_shape)
             use_counter_dropout(layer)  # keras-hub creates its dropout layers in build().
 
-    def call(self, input_ids, segment_ids, input_mask, training=None, return_all_layers=False):
-        """The last layer's hidden states, or (`return_all_layers`) the embedding output and every layer's."""
+    def call(self, input_ids, segment_ids, input_mask, training=None, return_all_layers=False, attention_mask=None):
+        """The last layer's hidden states, or (`return_all_layers`) the embedding output and every layer's.
+
+        `attention_mask` (bool [batch or 1, length, length], query by key)
+        restricts attention further than `input_mask` does: Electric's
+        generator towers pass a causal mask.
+        """
         x = self.embeddings(input_ids, segment_ids, training=training)
         if self.embeddings_project is not None:
             x = self.embeddings_project(x)
         padding_mask = ops.cast(input_mask, "bool")
         states = [x]
         for layer in self.transformer_layers:
-            x = layer(x, padding_mask=padding_mask, training=training)
+            x = layer(x, padding_mask=padding_mask, attention_mask=attention_mask, training=training)
             states.append(x)
         return states if return_all_layers else x
 

@@ -50,6 +50,8 @@ class ElectraPretrainer(modeling.FeaturesModel):
     """
 
     def __init__(self, config, special_ids, unigram=None, **kwargs):
+        if config.objective == "electric":
+            raise ValueError("ElectraPretrainer: objective=electric is trained by electric.ElectricPretrainer")
         super().__init__(**kwargs)
         self.config = config
         self.special_ids = dict(special_ids)

