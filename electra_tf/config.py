@@ -13,15 +13,24 @@ from typing import Any, Mapping, Optional
 
 from electra_tf import paths
 
-OBJECTIVES = ("electra", "mlm", "electric")
-# `two_tower` is Electric's cloze generator (a left-to-right and a right-to-left Transformer).
-GENERATOR_KINDS = ("mlm", "two_tower")
+# The pre-training objectives: ELECTRA's, the MLM baseline, the paper's alternatives and Electric
+# (docs/pretraining_variants.md).
+OBJECTIVES = ("electra", "mlm", "electra_15", "replace_mlm", "all_tokens_mlm", "electric")
+# Objectives whose full-size model reads the generator's samples.
+SAMPLING_OBJECTIVES = ("electra", "electra_15", "replace_mlm", "all_tokens_mlm", "electric")
+# What the generator and the discriminator share (the paper's section 3.2).
+WEIGHT_SHARING = ("none", "embeddings", "all")
+# Where the replacements come from: a trained masked LM, a fixed distribution without weights, or
+# Electric's cloze generator (a left-to-right and a right-to-left Transformer, electric.py).
+GENERATOR_KINDS = ("mlm", "uniform", "unigram", "two_tower")
+FIXED_GENERATORS = ("uniform", "unigram")
 # A classifier's head: the authors' ([CLS] -> dropout -> dense) or Hugging Face's ElectraClassificationHead
 # ([CLS] -> dropout -> dense(H) -> GELU -> dropout -> dense), which a classifier from Hugging Face comes with.
 CLASSIFIER_HEADS = ("authors", "hf")
 # Fields newer than electra_tf 0.2.0, with the value that does what 0.2.0 did: a model dir's config.json written
 # before they existed still loads (`from_json_file`). The size files in configs/ must name every field.
-SAVED_CONFIG_DEFAULTS = {"classifier_head": "authors", "generator_kind": "mlm"}
+SAVED_CONFIG_DEFAULTS = {"classifier_head": "authors", "generator_kind": "mlm", "weight_sharing": "embeddings",
+                         "two_stage_generator_steps": 0}
 # A size file may say why it departs from the paper: {field: reason}, for readers, never applied.
 REASONS_KEY = "_why"
 
@@ -55,7 +64,10 @@ class ElectraConfig:
     generator_hidden_size: float
     generator_layers: float
     objective: str
+    weight_sharing: str
     generator_kind: str
+    # > 0: the paper's two-stage training, the generator alone for this many steps, then the discriminator.
+    two_stage_generator_steps: int
     max_seq_length: int
     mask_prob: float
     temperature: float
@@ -117,14 +129,7 @@ class ElectraConfig:
             raise ValueError(f"config: objective must be one of {OBJECTIVES}, got {self.objective!r}")
         if self.classifier_head not in CLASSIFIER_HEADS:
             raise ValueError(f"config: classifier_head must be one of {CLASSIFIER_HEADS}, got {self.classifier_head!r}")
-        if self.generator_kind not in GENERATOR_KINDS:
-            raise ValueError(f"config: generator_kind must be one of {GENERATOR_KINDS}, got {self.generator_kind!r}")
-        # As the authors' configure_pretraining.py: Electric needs the two-tower cloze generator, whose
-        # predictions for every token are what Electric's noise distribution q is; nothing else uses it.
-        if (self.objective == "electric") != (self.generator_kind == "two_tower"):
-            raise ValueError(f"config: objective=electric needs generator_kind=two_tower and two_tower is "
-                             f"only Electric's, got objective={self.objective!r} with "
-                             f"generator_kind={self.generator_kind!r}")
+        self._check_variant()
         if not 0.0 < self.mask_prob < 1.0:
             raise ValueError(f"config: mask_prob must be in (0, 1), got {self.mask_prob}")
         if self.hidden_size % self.num_attention_heads:
@@ -147,6 +152,58 @@ class ElectraConfig:
         if unknown:
             raise ValueError(f"config: unknown key(s) {unknown} in finetuning")
 
+    def _check_variant(self):
+        if self.weight_sharing not in WEIGHT_SHARING:
+            raise ValueError(f"config: weight_sharing must be one of {WEIGHT_SHARING}, got {self.weight_sharing!r}")
+        if self.generator_kind not in GENERATOR_KINDS:
+            raise ValueError(f"config: generator_kind must be one of {GENERATOR_KINDS}, got {self.generator_kind!r}")
+        # As the authors' configure_pretraining.py: Electric needs the two-tower cloze generator, whose
+        # predictions for every token are what Electric's noise distribution q is; nothing else uses it.
+        if (self.objective == "electric") != (self.generator_kind == "two_tower"):
+            raise ValueError(f"config: objective=electric needs generator_kind=two_tower and two_tower is "
+                             f"only Electric's, got objective={self.objective!r} with "
+                             f"generator_kind={self.generator_kind!r}")
+        # The two towers embed with the discriminator's embeddings (electric.py); other sharing is not built.
+        if self.objective == "electric" and self.weight_sharing != "embeddings":
+            raise ValueError(f"config: objective=electric shares the embeddings between its two-tower generator "
+                             f"and the discriminator, so weight_sharing must be 'embeddings', got "
+                             f"{self.weight_sharing!r}")
+        if self.two_stage_generator_steps < 0:
+            raise ValueError(f"config: two_stage_generator_steps must be >= 0, got {self.two_stage_generator_steps}")
+        if not self.has_generator_network and self.weight_sharing != "embeddings":
+            raise ValueError(f"config: weight_sharing={self.weight_sharing!r} needs a generator network, which "
+                             f"objective={self.objective!r} with generator_kind={self.generator_kind!r} has not")
+        if self.objective == "mlm" and self.generator_kind != "mlm":
+            raise ValueError(f"config: objective='mlm' trains no generator; generator_kind={self.generator_kind!r} "
+                             "goes with the sampling objectives")
+        if self.full_size_generator and (self.generator_hidden_size != 1.0 or self.generator_layers != 1.0):
+            why = "weight_sharing='all'" if self.weight_sharing == "all" else "two_stage_generator_steps > 0"
+            raise ValueError(f"config: {why} needs a generator the discriminator's size: set generator_hidden_size "
+                             f"and generator_layers to 1.0 (got {self.generator_hidden_size}, {self.generator_layers})")
+        if self.two_stage_generator_steps:
+            if self.objective != "electra" or self.generator_kind != "mlm" or self.weight_sharing != "none":
+                raise ValueError("config: two_stage_generator_steps goes with objective='electra', "
+                                 "generator_kind='mlm' and weight_sharing='none' (the generator frozen in the second "
+                                 f"stage owns all its weights); got {self.objective!r}, {self.generator_kind!r}, "
+                                 f"{self.weight_sharing!r}")
+            if self.embedding_size != self.hidden_size:
+                raise ValueError(f"config: two_stage_generator_steps initialises the discriminator from the "
+                                 f"generator, whose own embeddings are hidden_size wide ({self.hidden_size}): set "
+                                 f"embedding_size to it (got {self.embedding_size})")
+            if self.two_stage_generator_steps >= self.num_train_steps:
+                raise ValueError(f"config: two_stage_generator_steps ({self.two_stage_generator_steps}) leaves no "
+                                 f"step of num_train_steps ({self.num_train_steps}) for the discriminator")
+
+    @property
+    def has_generator_network(self) -> bool:
+        """Whether a generator network is trained: a masked LM or Electric's two towers (not a fixed distribution)."""
+        return self.objective in SAMPLING_OBJECTIVES and self.generator_kind not in FIXED_GENERATORS
+
+    @property
+    def full_size_generator(self) -> bool:
+        """All weights shared, or two-stage training: the generator is the discriminator's size."""
+        return self.weight_sharing == "all" or self.two_stage_generator_steps > 0
+
     # Derived sizes, computed the authors' way rather than stored twice.
     @property
     def max_predictions_per_seq(self) -> int:
@@ -162,11 +219,17 @@ class ElectraConfig:
 
     @property
     def generator_heads(self) -> int:
-        return max(1, self.generator_hidden // 64)
+        # A full-size generator is the discriminator's architecture (the authors build it from bert_config).
+        return self.num_attention_heads if self.full_size_generator else max(1, self.generator_hidden // 64)
 
     @property
     def generator_intermediate(self) -> int:
-        return 4 * self.generator_hidden
+        return self.intermediate_size if self.full_size_generator else 4 * self.generator_hidden
+
+    @property
+    def generator_embedding_size(self) -> int:
+        """Width of the generator's word embeddings: the shared block's, or untied its hidden size (the authors')."""
+        return self.generator_hidden if self.weight_sharing == "none" else self.embedding_size
 
     def replace(self, **overrides) -> "ElectraConfig":
         """Returns a copy with `overrides` applied (validated like a load)."""

@@ -10,8 +10,13 @@ masked-LM head runs on the `max_predictions_per_seq` masked positions (as
 both the authors' code and ours compute it), the discriminator head on every
 position. Training is 3x the forward pass (the backward pass costs twice the
 forward). An ELECTRA step trains the generator and the discriminator; the MLM
-baseline trains one full-size masked LM; an Electric step trains two
-generator-sized towers, a cloze head at every position and the discriminator.
+baseline trains one full-size masked LM. The variants (docs/pretraining_variants.md)
+count what they run: an untied generator embeds at its hidden size, a
+uniform or unigram generator costs nothing, Replace MLM puts a masked-LM head
+on the full-size model's masked positions and All-Tokens MLM on every position
+(with its copy head); sampling is not counted, as in the authors' count. An
+Electric step trains two generator-sized towers, a cloze head at every
+position and the discriminator.
 
 Example:
 ```python
@@ -53,28 +58,52 @@ def discriminator_head_flops(hidden):
     return 2 * hidden * hidden + hidden + ACTIVATION * hidden + 2 * hidden + 1
 
 
-def flops_per_step(config):
-    """Training FLOPs (forward + backward) of one global batch of `config`."""
+def generator_flops(config):
+    """Forward FLOPs of the generator on one sequence: its encoder and the masked-LM head (0 if weightless).
+
+    Electric's generator is two towers (a causal mask still computes every
+    score) and a cloze head at EVERY position over both towers' states (2x the
+    generator's width), whose log-softmax also gives log q.
+    """
     c, seq = config, config.max_seq_length
-    masked = c.max_predictions_per_seq
+    if not c.has_generator_network:
+        return 0
+    if c.generator_kind == "two_tower":
+        return (2 * seq * encoder_flops(c.embedding_size, c.generator_hidden, c.generator_num_layers,
+                                        c.generator_intermediate, c.generator_heads, seq)
+                + seq * mlm_head_flops(2 * c.generator_hidden, c.embedding_size, c.vocab_size))
+    return (seq * encoder_flops(c.generator_embedding_size, c.generator_hidden, c.generator_num_layers,
+                                c.generator_intermediate, c.generator_heads, seq)
+            + c.max_predictions_per_seq * mlm_head_flops(c.generator_hidden, c.generator_embedding_size,
+                                                         c.vocab_size))
+
+
+def discriminator_flops(config):
+    """Forward FLOPs of the full-size model on one sequence: its encoder and the objective's heads."""
+    c, seq = config, config.max_seq_length
+    encoder = seq * encoder_flops(c.embedding_size, c.hidden_size, c.num_hidden_layers, c.intermediate_size,
+                                  c.num_attention_heads, seq)
+    if c.objective == "mlm" or c.objective == "replace_mlm":
+        return encoder + c.max_predictions_per_seq * mlm_head_flops(c.hidden_size, c.embedding_size, c.vocab_size)
+    if c.objective == "all_tokens_mlm":  # Every position predicted, with its copy probability.
+        return encoder + seq * (mlm_head_flops(c.hidden_size, c.embedding_size, c.vocab_size)
+                                + discriminator_head_flops(c.hidden_size))
+    return encoder + seq * discriminator_head_flops(c.hidden_size)
+
+
+def flops_per_step(config):
+    """Training FLOPs (forward + backward) of one global batch of `config`.
+
+    With two-stage training, the mean over the run: the generator alone for
+    `two_stage_generator_steps` steps, then the discriminator trained with
+    the generator frozen (its forward pass only).
+    """
+    c = config
     if c.objective == "mlm":
-        forward = (seq * encoder_flops(c.embedding_size, c.hidden_size, c.num_hidden_layers,
-                                       c.intermediate_size, c.num_attention_heads, seq)
-                   + masked * mlm_head_flops(c.hidden_size, c.embedding_size, c.vocab_size))
-    elif c.objective == "electric":
-        # Two generator-sized towers (a causal mask still computes every score), the cloze head at EVERY
-        # position over both towers' states (2x the generator's width), whose log-softmax also gives log q.
-        forward = (2 * seq * encoder_flops(c.embedding_size, c.generator_hidden, c.generator_num_layers,
-                                           c.generator_intermediate, c.generator_heads, seq)
-                   + seq * mlm_head_flops(2 * c.generator_hidden, c.embedding_size, c.vocab_size)
-                   + seq * encoder_flops(c.embedding_size, c.hidden_size, c.num_hidden_layers,
-                                         c.intermediate_size, c.num_attention_heads, seq)
-                   + seq * discriminator_head_flops(c.hidden_size))
-    else:
-        forward = (seq * encoder_flops(c.embedding_size, c.generator_hidden, c.generator_num_layers,
-                                       c.generator_intermediate, c.generator_heads, seq)
-                   + masked * mlm_head_flops(c.generator_hidden, c.embedding_size, c.vocab_size)
-                   + seq * encoder_flops(c.embedding_size, c.hidden_size, c.num_hidden_layers,
-                                         c.intermediate_size, c.num_attention_heads, seq)
-                   + seq * discriminator_head_flops(c.hidden_size))
-    return 3 * forward * c.train_batch_size
+        return 3 * discriminator_flops(c) * c.train_batch_size
+    generator, discriminator = generator_flops(c), discriminator_flops(c)
+    if not c.two_stage_generator_steps:
+        return 3 * (generator + discriminator) * c.train_batch_size
+    first = c.two_stage_generator_steps
+    total = first * 3 * generator + (c.num_train_steps - first) * (generator + 3 * discriminator)
+    return total / c.num_train_steps * c.train_batch_size

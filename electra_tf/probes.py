@@ -48,12 +48,8 @@ class HealthProbes:
     def __init__(self, batches, special_ids, vocab_size, replace_prob=0.15, seed=0):
         rng = np.random.default_rng(seed)
         self.batches = batches
-        special = np.zeros(vocab_size, bool)
-        special[[0, *special_ids]] = True
-        ids = np.concatenate([b["input_ids"][b["input_mask"] > 0] for b in batches])
-        counts = np.bincount(ids, minlength=vocab_size).astype(np.float64)
-        counts[special] = 0
-        unigram = counts / counts.sum()
+        special = _special_mask(special_ids, vocab_size)
+        unigram = unigram_distribution(batches, special_ids, vocab_size)
         uniform = (~special) / (~special).sum()
         self.corrupted = {kind: [] for kind in KINDS}
         for batch in batches:
@@ -67,10 +63,7 @@ class HealthProbes:
     @classmethod
     def from_files(cls, files, config, special_ids, num_batches=None, seed=0):
         """Probes on the first `num_batches` (default `config.num_eval_steps`) held-out batches of `files`."""
-        dataset = pretraining_data.make_dataset(files, config.eval_batch_size, config.max_seq_length, False)
-        batches = [{k: v.numpy() for k, v in b.items()} for b in dataset.take(num_batches or config.num_eval_steps)]
-        if not batches:
-            raise ValueError("health probes: the held-out data holds no full batch; lower --eval_batch_size")
+        batches = first_batches(files, config, num_batches, "health probes")
         return cls(batches, list(special_ids.values()), config.vocab_size, config.mask_prob, seed)
 
     def evaluate(self, pretrainer):
@@ -140,6 +133,39 @@ class HealthProbes:
                    "token_cosine": float(np.mean(within))}
         results.update({f"hidden_norm_layer_{i}": float(v) for i, v in enumerate(norms / len(self.batches))})
         return results
+
+
+def first_batches(files, config, num_batches=None, user="unigram distribution"):
+    """The first `num_batches` (default `config.num_eval_steps`) batches of `files`, in file order, as numpy."""
+    dataset = pretraining_data.make_dataset(files, config.eval_batch_size, config.max_seq_length, False)
+    batches = [{k: v.numpy() for k, v in b.items()} for b in dataset.take(num_batches or config.num_eval_steps)]
+    if not batches:
+        raise ValueError(f"{user}: {files[0]} ... hold no full batch of {config.eval_batch_size}; lower "
+                         "--eval_batch_size")
+    return batches
+
+
+def unigram_distribution(batches, special_ids, vocab_size):
+    """The corpus's unigram distribution [vocab]: token frequencies over the batches' real tokens.
+
+    [PAD] (id 0) and `special_ids` get probability 0. The `unigram` probe draws
+    its replacements from it, and so does the `unigram` generator.
+
+    Example:
+    ```python
+    p = unigram_distribution(first_batches(train_files, config), [101, 102, 103], config.vocab_size)
+    ```
+    """
+    ids = np.concatenate([b["input_ids"][b["input_mask"] > 0] for b in batches])
+    counts = np.bincount(ids, minlength=vocab_size).astype(np.float64)
+    counts[_special_mask(special_ids, vocab_size)] = 0
+    return counts / counts.sum()
+
+
+def _special_mask(special_ids, vocab_size):
+    special = np.zeros(vocab_size, bool)
+    special[[0, *special_ids]] = True
+    return special
 
 
 def _unit(x):

@@ -93,7 +93,7 @@ class Trainer:
             step_counter=self.model.optimizer.iterations)
 
     def train(self, dataset_fn, num_steps, steps_per_loop, checkpoint_every, tokens_per_step,
-              on_loop_end=None, flops_per_step=None, data_files=None, input_log=None):
+              on_loop_end=None, flops_per_step=None, data_files=None, input_log=None, restore=True):
         """Trains until the optimizer has made `num_steps` steps, resuming if possible.
 
         Args:
@@ -113,6 +113,8 @@ class Trainer:
             the global batch's `input_ids` that does not depend on how the batch
             is split over replicas (to check that a resumed or rescaled run reads
             the same data).
+          restore: False continues from the model's current weights instead of the
+            latest checkpoint (they hold a later state, e.g. changed between two calls).
 
         Returns:
           dict with the last logged metrics, `steps`, `tokens` and `wall_seconds`
@@ -125,7 +127,7 @@ class Trainer:
         manager = self._checkpoint_manager()
         # Every worker resumes from the chief's checkpoint.
         latest = tf.train.latest_checkpoint(self.model_dir)
-        if latest:
+        if latest and restore:
             manager.checkpoint.restore(latest).assert_existing_objects_matched()
             logging.info("resumed from %s at step %d", latest, self.step)
         start_step = self.step

@@ -49,3 +49,43 @@ def test_electra_small_forward_is_dominated_by_the_discriminator():
     assert 1.0 < ratio < 1.6
     assert flops.flops_per_step(small) == pytest.approx(
         flops.flops_per_step(small.replace(train_batch_size=1)) * small.train_batch_size)
+
+
+# The hand counts of the one-layer config above, per sequence, forward: generator encoder, its masked-LM
+# head at the 1 masked position, discriminator encoder, discriminator head at the 10 positions.
+GEN, GEN_HEAD, DISC, DISC_HEAD = 10 * (16 + 72 + 1044 + 1400), 2440, 10 * (16 + 72 + 272 + 3112 + 2512), 10 * 689
+# A masked-LM head on the discriminator (h=16, e=8): dense 2*16*8 + 8 = 264, GELU + LN 104, projection 1700,
+# softmax 500.
+FULL_HEAD = 264 + 104 + 1700 + 500
+
+
+@pytest.mark.parametrize("overrides, forward", [
+    ({"objective": "electra_15"}, GEN + GEN_HEAD + DISC + DISC_HEAD),  # The head still runs everywhere.
+    ({"generator_kind": "uniform"}, DISC + DISC_HEAD),  # No generator network.
+    ({"generator_kind": "unigram"}, DISC + DISC_HEAD),
+    ({"objective": "replace_mlm"}, GEN + GEN_HEAD + DISC + 1 * FULL_HEAD),  # At the masked position.
+    ({"objective": "all_tokens_mlm"}, GEN + GEN_HEAD + DISC + 10 * (FULL_HEAD + 689)),  # Every position, + copy.
+    # The full-size generator is the discriminator's encoder, under its masked-LM head.
+    ({"weight_sharing": "all", "generator_hidden_size": 1.0}, DISC + FULL_HEAD + DISC + DISC_HEAD),
+])
+def test_each_variant_counts_what_it_runs(overrides, forward):
+    assert flops.flops_per_step(_config(**overrides)) == 3 * 4 * forward
+
+
+def test_untied_generator_embeds_at_its_own_width():
+    # generator_hidden_size 0.25: h=4, so untied embeddings are 4 wide (no projection) instead of tied 8 + projection.
+    tied, untied = _config(generator_hidden_size=0.25), _config(generator_hidden_size=0.25, weight_sharing="none")
+    # Per token: embedding sum and LN/dropout 2*8 + 9*8 and projection 2*8*4 + 4 = 156 -> 2*4 + 9*4 = 44;
+    # the head's dense 2*4*8 + 8 -> 2*4*4 + 4, GELU + LN 13*8 -> 13*4, projection 2*8*100 + 100 -> 2*4*100 + 100.
+    per_sequence = 10 * ((16 + 72 + 68) - 44) + (72 - 36) + (104 - 52) + (1700 - 900)
+    assert flops.flops_per_step(tied) - flops.flops_per_step(untied) == 3 * 4 * per_sequence
+
+
+def test_two_stage_is_the_mean_of_its_stages():
+    config = _config(two_stage_generator_steps=3, num_train_steps=4, generator_hidden_size=1.0,
+                     weight_sharing="none", embedding_size=16)
+    generator, discriminator = flops.generator_flops(config), flops.discriminator_flops(config)
+    # The full-size untied generator is the discriminator's encoder (e = h = 16) under a masked-LM head.
+    assert generator == discriminator - 10 * 689 + (2 * 16 * 16 + 16 + 13 * 16 + 2 * 16 * 100 + 100 + 500)
+    # Stage 1 trains the generator (3 steps); stage 2 runs it forward and trains the discriminator (1 step).
+    assert flops.flops_per_step(config) == pytest.approx((3 * 3 * generator + (generator + 3 * discriminator)) / 4 * 4)

@@ -57,6 +57,21 @@ def test_two_replicas_micro_batches_and_xla_all_equal_one_plain_step(demo_data_d
     _assert_same(reference, xla)
 
 
+def test_a_variant_steps_the_same_on_two_replicas_and_in_micro_batches(demo_data_dir, mirrored_strategy):
+    # All-Tokens MLM with an untied generator: other heads, other variables, a loss over every token. A 1,000-token
+    # vocabulary (ids above it folded into its upper half, clear of the special ids) keeps its every-position
+    # softmax cheap.
+    config = ElectraConfig.from_size("tiny", dict(EXACT, objective="all_tokens_mlm", weight_sharing="none",
+                                                  vocab_size=1000))
+    batch = dict(_global_batch(demo_data_dir))
+    batch["input_ids"] = tf.where(batch["input_ids"] < 1000, batch["input_ids"], 999 - batch["input_ids"] % 500)
+    _, reference = _one_step(config, batch)
+    _, two_replicas = _one_step(config, batch, strategy=mirrored_strategy)
+    _assert_same(reference, two_replicas)
+    _, accumulated = _one_step(config.replace(gradient_accumulation_steps=2), batch)
+    _assert_same(reference, accumulated)
+
+
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
 def test_mixed_precision_trains_without_nan(policy, demo_data_dir, tmp_path):
     config = ElectraConfig.from_size("tiny", dict(EXACT, train_batch_size=4))

@@ -162,12 +162,20 @@ def main(argv):
             logging.info("left out %s: a keras-hub ElectraBackbone holds the embeddings and the "
                          "discriminator's encoder only", ", ".join(left_out))
     else:
-        disc = {n: v for n, v in names.items() if not n.startswith("generator")}
+        # Hugging Face's ElectraForPreTraining: the encoder and the replaced-token head, nothing else.
+        disc = {n: v for n, v in names.items() if n.startswith(("electra/", "discriminator_predictions/"))}
         interop.write_hf(disc, config, vocab, FLAGS.output_dir)
         path = FLAGS.output_dir
-        if "generator" in parts:
+        left_out = sorted(set(parts) - {n.split("/")[0] for n in disc} - {"generator", "generator_predictions"})
+        if "generator_predictions" in parts and config.weight_sharing != "embeddings":
+            # ElectraForMaskedLM holds a generator that shares only the embedding block.
+            left_out.append(f"the generator (weight_sharing={config.weight_sharing!r})")
+        elif "generator" in parts:
             gen = {n: v for n, v in names.items() if n.startswith(("generator", "electra/embeddings/"))}
             interop.write_hf(gen, config, vocab, os.path.join(FLAGS.output_dir, "generator"), generator=True)
+        if left_out:
+            print(f"not written to Hugging Face's layout, which has no place for them (use --output_format=native "
+                  f"to keep them): {', '.join(left_out)}")
     print(f"wrote {FLAGS.output_format} model ({', '.join(parts)}) to {path}")
 
 

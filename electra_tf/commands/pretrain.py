@@ -101,11 +101,18 @@ def main(argv):
     # With the vocab and config beside its checkpoints, the model dir is an electra_tf model dir.
     checkpoint_interop.write_model_files(model_dir, config, vocab_file)
 
+    special_ids = {"cls": tokenizer.cls_id, "sep": tokenizer.sep_id, "mask": tokenizer.mask_id}
+    unigram = None
+    if config.generator_kind == "unigram":
+        # Counted again on a resume from the same files, so the distribution is the same.
+        unigram = probes_lib.unigram_distribution(probes_lib.first_batches(train_files, config),
+                                                  list(special_ids.values()), config.vocab_size)
     keras.utils.set_random_seed(config.seed)  # The same command gives the same initial weights.
     with strategy.scope():
-        pretrainer_class = electric.ElectricPretrainer if config.objective == "electric" else ElectraPretrainer
-        pretrainer = pretrainer_class(
-            config, {"cls": tokenizer.cls_id, "sep": tokenizer.sep_id, "mask": tokenizer.mask_id})
+        if config.objective == "electric":
+            pretrainer = electric.ElectricPretrainer(config, special_ids)
+        else:
+            pretrainer = ElectraPretrainer(config, special_ids, unigram=unigram)
         pretrainer.build_variables()
         pretrainer.compile(optimizer=optimization.create_optimizer(config))
         pretrainer.optimizer.build(pretrainer.trainable_variables)
@@ -156,11 +163,15 @@ def main(argv):
             logging.info("step %d probes: unigram AUC %.3f, uniform AUC %.3f, [CLS] cosine %.3f", step,
                          results["unigram_auc"], results["uniform_auc"], results["cls_cosine"])
 
-    summary.update(trainer.train(
-        train_dataset, config.num_train_steps, config.steps_per_loop, config.save_checkpoints_steps,
-        tokens_per_step=config.train_batch_size * config.max_seq_length,
-        flops_per_step=flops.flops_per_step(config), data_files=train_files, on_loop_end=on_loop_end,
-        input_log=cli.input_log(FLAGS, model_dir)))
+    def train(num_steps, restore=True):
+        return trainer.train(
+            train_dataset, num_steps, config.steps_per_loop, config.save_checkpoints_steps,
+            tokens_per_step=config.train_batch_size * config.max_seq_length,
+            flops_per_step=flops.flops_per_step(config), data_files=train_files, on_loop_end=on_loop_end,
+            input_log=cli.input_log(FLAGS, model_dir), restore=restore)
+
+    summary.update(pretrainer.train_in_stages(train) if config.two_stage_generator_steps
+                   else train(config.num_train_steps))
     if summary["preempted"]:
         return  # Checkpointed; the same command resumes.
     if FLAGS.do_eval:
