@@ -81,6 +81,7 @@ def variants():
     full_size = {"generator_hidden_size": 1.0, "generator_layers": 1.0}
     named = {objective: {"objective": objective} for objective in config_lib.OBJECTIVES}
     named.update({
+        "electric": {"objective": "electric", "generator_kind": "two_tower"},
         "untied": {"weight_sharing": "none"},
         "all_shared": {"weight_sharing": "all", **full_size},
         "uniform": {"generator_kind": "uniform"},
