@@ -311,3 +311,44 @@ def test_all_tokens_mlm_trains_in_mixed_float16():
     assert outputs["disc_mlm_logits"].dtype == tf.float32 and outputs["copy_logits"].dtype == tf.float32
     assert int(model.optimizer.iterations) == 1
     assert all(np.isfinite(v.numpy()).all() for v in model.trainable_variables)
+
+
+def test_variants_refuse_what_they_do_not_build():
+    electric = {**TINY, "objective": "electric", "generator_kind": "two_tower"}
+    with pytest.raises(ValueError, match="objective=electric shares the embeddings .* must be 'embeddings', got 'none'"):
+        ElectraConfig.from_size("tiny", {**electric, "weight_sharing": "none"})
+    with pytest.raises(ValueError, match="ElectraPretrainer: objective=electric is trained by electric.ElectricPretrainer"):
+        ElectraPretrainer(ElectraConfig.from_size("tiny", electric), SPECIAL)
+    with pytest.raises(ValueError, match="objective='mlm' trains no generator; generator_kind='uniform'"):
+        ElectraConfig.from_size("tiny", {**TINY, "objective": "mlm", "generator_kind": "uniform"})
+    with pytest.raises(ValueError, match="objective must be one of"):
+        ElectraConfig.from_size("tiny", {**TINY, "objective": "adversarial"})
+
+
+UNIGRAM = np.full(VOCAB, 1.0 / VOCAB)
+RESUMED = {"electra_15": {"objective": "electra_15"}, "replace_mlm": {"objective": "replace_mlm"},
+           "all_tokens_mlm": {"objective": "all_tokens_mlm"}, "untied": {"weight_sharing": "none"},
+           "all_shared": {"weight_sharing": "all", "generator_hidden_size": 1.0},
+           "uniform": {"generator_kind": "uniform"}, "unigram": {"generator_kind": "unigram"}}
+
+
+@pytest.mark.parametrize("variant", sorted(RESUMED))
+def test_every_variant_resumes_exactly(variant, tmp_path):
+    # 4 steps in one go against 2, a new process's worth of objects restoring the checkpoint, then 2 more.
+    # Dropout on: its seeds must come back too.
+    overrides = {**RESUMED[variant], "num_train_steps": 4, "dropout_prob": 0.1}
+
+    def run(model_dir, steps):
+        model = _model(unigram=UNIGRAM, **overrides)
+        model.compile(optimizer=optimization.create_optimizer(model.config))
+        model.optimizer.build(model.trainable_variables)
+        trainer = training.Trainer(model, tf.distribute.get_strategy(), str(model_dir))
+        batch = _batch()
+        trainer.train(lambda context, start: tf.data.Dataset.from_tensors(batch).repeat(), steps, 1, 2, 4 * LENGTH)
+        return model
+
+    straight = [v.numpy() for v in run(tmp_path / "straight", 4).weights]
+    halfway = [v.numpy() for v in run(tmp_path / "resumed", 2).weights]
+    resumed = run(tmp_path / "resumed", 4)
+    assert int(resumed.optimizer.iterations) == 4 and len(resumed.weights) == len(straight)
+    assert _same([v.numpy() for v in resumed.weights], straight) and not _same(halfway, straight)
