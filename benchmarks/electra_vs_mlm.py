@@ -171,6 +171,17 @@ def cell(scores):
     return f"{statistics.mean(scores):.3f} +- {statistics.stdev(scores) if len(scores) > 1 else 0:.3f}"
 
 
+def table_rows(rows, tasks, baselines=None):
+    """A markdown table, one row per starting point (any number of variants reads down the page)."""
+    lines = [f"| pre-training | steps | FLOPs | {' | '.join(tasks)} |", "|---|---|---|" + "---|" * len(tasks)]
+    lines += [f"| {r['objective']} | {r['steps']} | {r['flops']:.3g} | {' | '.join(cell(r[t]) for t in tasks)} |"
+              for r in rows]
+    if baselines:
+        scores = (f"{baselines[t]:.3f}" if t in baselines else "" for t in tasks)
+        lines.append(f"| most frequent tag per word | | | {' | '.join(scores)} |")
+    return lines
+
+
 def nearest_checkpoint(model_dir, step):
     """(step, prefix) of the run's saved checkpoint nearest to `step`."""
     state = tf.train.get_checkpoint_state(model_dir)
@@ -241,28 +252,22 @@ def main(argv):
     for objective, step, init_checkpoint in starting_points(inits, steps_per_electra_step):
         at_end = objective not in inits or step == inits[objective][1]["steps"]
         name = objective if at_end else f"{objective}_step{step}"
-        row = {"objective": objective, "steps": step, "flops": step * flops_per_step.get(objective, 0)}
+        row = {"objective": objective, "steps": step, "flops": step * flops_per_step.get(objective, 0),
+               "at_end": at_end}
         for task in tasks:
             row[task] = finetune(task, task_files[task], name, init_checkpoint, vocab_flags)
             if at_end:
                 results["tasks"].setdefault(task, {})[objective] = row[task]
         results["curve"].append(row)
-    starts = list(next(iter(results["tasks"].values())))
-    claim = [f"| {task} | {' | '.join(cell(s[start]) for start in starts)} |"
-             + (f" {results['most_frequent_tag'][task]:.3f} |" if task in results["most_frequent_tag"] else " |")
-             for task, s in results["tasks"].items()]
-    curve = [f"| {r['objective']} | {r['steps']} | {r['flops']:.3g} | {' | '.join(cell(r[t]) for t in tasks)} |"
-             for r in sorted(results["curve"], key=lambda r: (r["objective"] != "none", r["objective"], r["steps"]))]
-    compared = " vs ".join(f"{o} {inits[o][1]['steps']} steps ({inits[o][1].get('train_flops', 0):.3g} FLOPs)"
-                           for o in inits)
+    compared = (f"Each pre-training run at the FLOPs of {FLAGS.electra_steps} ELECTRA steps ({budget:.3g})"
+                if inits else "No pre-training runs")
     table = "\n".join([
-        f"{compared or 'No pre-training runs'} ({FLAGS.model_size}); dev accuracy over {FLAGS.trials} seeds "
-        "('none': random init):", "",
-        f"| task | {' | '.join(starts)} | most frequent tag per word |", "|---|" + "---|" * (len(starts) + 1),
-        *claim, "",
+        f"{compared} ({FLAGS.model_size}); dev accuracy over {FLAGS.trials} seeds ('none': random init):", "",
+        *table_rows([r for r in results["curve"] if r["at_end"]], tasks, results["most_frequent_tag"]), "",
         *([] if not FLAGS.curve_steps else [
             "Against pre-training (the runs' checkpoints on the way):", "",
-            f"| pre-training | steps | FLOPs | {' | '.join(tasks)} |", "|---|---|---|" + "---|" * len(tasks), *curve])])
+            *table_rows(sorted(results["curve"], key=lambda r: (r["objective"] != "none", r["objective"], r["steps"])),
+                        tasks)])])
     with open(os.path.join(FLAGS.work_dir, "claim.md"), "w") as f:
         f.write(table + "\n")
     with open(os.path.join(FLAGS.work_dir, "claim.json"), "w") as f:
