@@ -58,8 +58,8 @@ flags.DEFINE_list("pretraining_flags", [], "Extra run_pretraining.py flags for b
 flags.DEFINE_list("finetuning_flags", [], "Extra run_finetuning.py flags for every fine-tuning run.")
 flags.DEFINE_list("tasks", None, "Fine-tuning tasks (default: all of TASKS).")
 flags.DEFINE_list("objectives", ["electra", "mlm"], "Pre-training runs to compare, at the FLOPs of --electra_steps "
-                  "of ELECTRA: names of VARIANTS (the objectives, untied, all_shared, uniform, unigram, two_stage) or "
-                  "of --variant (empty: none, only random init and --extra_inits).")
+                  "of ELECTRA: names of VARIANTS (the objectives, untied, all_shared, uniform, unigram, two_stage, "
+                  "adversarial) or of --variant (empty: none, only random init and --extra_inits).")
 flags.DEFINE_multi_string("variant", [], "NAME=JSON: a run named NAME (for --objectives) with these config "
                           "overrides, e.g. 'half={\"generator_hidden_size\": 0.5}'.")
 flags.DEFINE_list("extra_inits", [], "name=path starting points fine-tuned beside the others (an electra_tf, "
@@ -89,6 +89,8 @@ def variants():
         # Half of ELECTRA's step count for the generator alone (two-stage needs embedding_size = hidden_size).
         "two_stage": {"two_stage_generator_steps": max(1, FLAGS.electra_steps // 2), "weight_sharing": "none",
                       **full_size},
+        # The paper's Figure 3 (right): the generator trained by REINFORCE to fool the discriminator.
+        "adversarial": {"generator_training": "adversarial"},
     })
     for item in FLAGS.variant:
         name, _, overrides = item.partition("=")

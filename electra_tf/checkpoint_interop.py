@@ -118,7 +118,8 @@ def variable_names(pretrainer):
         names.update(encoder_names(generator, "generator", "generator" if own else "electra"))
     for prefix, head in (("generator_predictions", pretrainer.generator_head),
                          ("discriminator_mlm_predictions", pretrainer.discriminator_mlm_head),
-                         ("copy_predictions", pretrainer.copy_head)):
+                         ("copy_predictions", pretrainer.copy_head),
+                         ("generator_baseline", pretrainer.baseline_head)):
         if head is not None:
             names.update(head_names(head, prefix))
     return names

@@ -18,19 +18,24 @@ from electra_tf import paths
 OBJECTIVES = ("electra", "mlm", "electra_15", "replace_mlm", "all_tokens_mlm", "electric")
 # Objectives whose full-size model reads the generator's samples.
 SAMPLING_OBJECTIVES = ("electra", "electra_15", "replace_mlm", "all_tokens_mlm", "electric")
+# Objectives whose full-size model is a replaced-token discriminator.
+DISCRIMINATOR_OBJECTIVES = ("electra", "electra_15")
 # What the generator and the discriminator share (the paper's section 3.2).
 WEIGHT_SHARING = ("none", "embeddings", "all")
 # Where the replacements come from: a trained masked LM, a fixed distribution without weights, or
 # Electric's cloze generator (a left-to-right and a right-to-left Transformer, electric.py).
 GENERATOR_KINDS = ("mlm", "uniform", "unigram", "two_tower")
 FIXED_GENERATORS = ("uniform", "unigram")
+# How a masked-LM generator learns: maximum likelihood, or adversarial ELECTRA's REINFORCE against the
+# discriminator (the paper's Appendix F).
+GENERATOR_TRAINING = ("mle", "adversarial")
 # A classifier's head: the authors' ([CLS] -> dropout -> dense) or Hugging Face's ElectraClassificationHead
 # ([CLS] -> dropout -> dense(H) -> GELU -> dropout -> dense), which a classifier from Hugging Face comes with.
 CLASSIFIER_HEADS = ("authors", "hf")
 # Fields newer than electra_tf 0.2.0, with the value that does what 0.2.0 did: a model dir's config.json written
 # before they existed still loads (`from_json_file`). The size files in configs/ must name every field.
 SAVED_CONFIG_DEFAULTS = {"classifier_head": "authors", "generator_kind": "mlm", "weight_sharing": "embeddings",
-                         "two_stage_generator_steps": 0}
+                         "two_stage_generator_steps": 0, "generator_training": "mle"}
 # A size file may say why it departs from the paper: {field: reason}, for readers, never applied.
 REASONS_KEY = "_why"
 
@@ -68,6 +73,7 @@ class ElectraConfig:
     generator_kind: str
     # > 0: the paper's two-stage training, the generator alone for this many steps, then the discriminator.
     two_stage_generator_steps: int
+    generator_training: str
     max_seq_length: int
     mask_prob: float
     temperature: float
@@ -180,6 +186,18 @@ class ElectraConfig:
             why = "weight_sharing='all'" if self.weight_sharing == "all" else "two_stage_generator_steps > 0"
             raise ValueError(f"config: {why} needs a generator the discriminator's size: set generator_hidden_size "
                              f"and generator_layers to 1.0 (got {self.generator_hidden_size}, {self.generator_layers})")
+        if self.generator_training not in GENERATOR_TRAINING:
+            raise ValueError(f"config: generator_training must be one of {GENERATOR_TRAINING}, "
+                             f"got {self.generator_training!r}")
+        # The reward is the loss of a replaced-token discriminator trained alongside, at the samples of a masked LM.
+        if self.generator_training == "adversarial" and (
+                self.objective not in DISCRIMINATOR_OBJECTIVES or self.generator_kind != "mlm"
+                or self.two_stage_generator_steps):
+            raise ValueError(f"config: generator_training='adversarial' trains a masked-LM generator to fool the "
+                             f"discriminator, so it needs objective in {DISCRIMINATOR_OBJECTIVES}, "
+                             f"generator_kind='mlm' and two_stage_generator_steps=0; got objective="
+                             f"{self.objective!r}, generator_kind={self.generator_kind!r}, "
+                             f"two_stage_generator_steps={self.two_stage_generator_steps}")
         if self.two_stage_generator_steps:
             if self.objective != "electra" or self.generator_kind != "mlm" or self.weight_sharing != "none":
                 raise ValueError("config: two_stage_generator_steps goes with objective='electra', "

@@ -16,7 +16,8 @@ uniform or unigram generator costs nothing, Replace MLM puts a masked-LM head
 on the full-size model's masked positions and All-Tokens MLM on every position
 (with its copy head); sampling is not counted, as in the authors' count. An
 Electric step trains two generator-sized towers, a cloze head at every
-position and the discriminator.
+position and the discriminator. Adversarial ELECTRA adds its baseline head (the
+discriminator head's shape at the generator's width) at the masked positions.
 
 Example:
 ```python
@@ -59,7 +60,7 @@ def discriminator_head_flops(hidden):
 
 
 def generator_flops(config):
-    """Forward FLOPs of the generator on one sequence: its encoder and the masked-LM head (0 if weightless).
+    """Forward FLOPs of the generator on one sequence: its encoder and heads (0 if weightless).
 
     Electric's generator is two towers (a causal mask still computes every
     score) and a cloze head at EVERY position over both towers' states (2x the
@@ -72,10 +73,12 @@ def generator_flops(config):
         return (2 * seq * encoder_flops(c.embedding_size, c.generator_hidden, c.generator_num_layers,
                                         c.generator_intermediate, c.generator_heads, seq)
                 + seq * mlm_head_flops(2 * c.generator_hidden, c.embedding_size, c.vocab_size))
+    head = mlm_head_flops(c.generator_hidden, c.generator_embedding_size, c.vocab_size)
+    if c.generator_training == "adversarial":  # The learned baseline, at the masked positions too.
+        head += discriminator_head_flops(c.generator_hidden)
     return (seq * encoder_flops(c.generator_embedding_size, c.generator_hidden, c.generator_num_layers,
                                 c.generator_intermediate, c.generator_heads, seq)
-            + c.max_predictions_per_seq * mlm_head_flops(c.generator_hidden, c.generator_embedding_size,
-                                                         c.vocab_size))
+            + c.max_predictions_per_seq * head)
 
 
 def discriminator_flops(config):

@@ -169,10 +169,8 @@ def gumbel_sample(logits, seeds, temperature, original_ids=None, block_size=256)
     Returns:
       int32 [batch, N] sampled ids.
     """
-    logits = tf.stop_gradient(tf.cast(logits, tf.float32)) / temperature
+    logits = tf.stop_gradient(sampling_logits(logits, temperature, original_ids))
     vocab, n = logits.shape[-1], logits.shape[1]
-    if original_ids is not None:
-        logits -= 1000.0 * tf.one_hot(original_ids, vocab, dtype=logits.dtype)
     blocks = -(-vocab // block_size)
     padded = tf.pad(logits, [[0, 0], [0, 0], [0, blocks * block_size - vocab]], constant_values=-float("inf"))
     grouped = tf.reshape(padded, [-1, n, blocks, block_size])
@@ -183,6 +181,22 @@ def gumbel_sample(logits, seeds, temperature, original_ids=None, block_size=256)
     within = tf.gather(grouped, block, batch_dims=2)
     offset = tf.argmax(within + gumbel[..., blocks:], axis=-1, output_type=tf.int32)
     return block * block_size + offset
+
+
+def sampling_logits(logits, temperature, original_ids=None):
+    """float32 logits of the distribution `gumbel_sample` draws from: at `temperature`, the original excluded.
+
+    With gradient: adversarial training differentiates the log-probability of its samples under them.
+
+    Args:
+      logits: float [batch, N, vocab].
+      temperature: sampling temperature.
+      original_ids: int32 [batch, N]; when given, the original token gets (almost) no probability.
+    """
+    logits = tf.cast(logits, tf.float32) / temperature
+    if original_ids is not None:
+        logits -= 1000.0 * tf.one_hot(original_ids, logits.shape[-1], dtype=logits.dtype)
+    return logits
 
 
 def replace_tokens(input_ids, masked, sampled_ids):

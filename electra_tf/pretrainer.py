@@ -10,8 +10,6 @@ from electra_tf import modeling
 from electra_tf import optimization
 
 
-# Objectives whose full-size model is a replaced-token discriminator.
-DISCRIMINATOR_OBJECTIVES = ("electra", "electra_15")
 # A fixed generator's log-probability floor: tokens unseen in the counted sample are (almost) never drawn,
 # yet the cross-entropy of an unseen original stays finite.
 UNIGRAM_FLOOR = 1e-12
@@ -27,7 +25,8 @@ class ElectraPretrainer(modeling.FeaturesModel):
     `config.objective == "mlm"` the full-size encoder is trained as a masked LM
     alone, for the paper's equal-compute baseline. The paper's other variants
     (`objective`, `weight_sharing`, `generator_kind`,
-    `two_stage_generator_steps`) are described in docs/pretraining_variants.md.
+    `two_stage_generator_steps`, `generator_training`) are described in
+    docs/pretraining_variants.md.
 
     Randomness (masking, sampling) is stateless, seeded by `config.seed`, the
     optimizer step and each example's index in the global batch: a step is
@@ -56,7 +55,7 @@ class ElectraPretrainer(modeling.FeaturesModel):
         self.config = config
         self.special_ids = dict(special_ids)
         # `electra`: a replaced-token discriminator is trained (its head, metrics and probes apply).
-        self.electra = config.objective in DISCRIMINATOR_OBJECTIVES
+        self.electra = config.objective in config_lib.DISCRIMINATOR_OBJECTIVES
         self.samples = config.objective in config_lib.SAMPLING_OBJECTIVES
         self.embeddings = modeling.ElectraEmbeddings.from_electra_config(config, name="embeddings")
         self.discriminator = modeling.ElectraEncoder.discriminator(config, self.embeddings, name="discriminator")
@@ -65,6 +64,7 @@ class ElectraPretrainer(modeling.FeaturesModel):
         self.discriminator_head = None
         self.discriminator_mlm_head = None
         self.copy_head = None
+        self.baseline_head = None
         self.fixed_logits = None
         # Construction order fixes the initial weights (initialisers draw their seeds when created): generator,
         # discriminator head, generator head, as always.
@@ -89,9 +89,16 @@ class ElectraPretrainer(modeling.FeaturesModel):
             self.copy_head = modeling.DiscriminatorHead(
                 config.hidden_size, config.hidden_act, config.initializer_range, dtype="float32",
                 name="copy_predictions")
+        if config.generator_training == "adversarial":
+            # Adversarial ELECTRA's learned baseline: the reward expected at a masked position, from the
+            # generator's state there.
+            self.baseline_head = modeling.DiscriminatorHead(
+                config.generator_hidden, config.hidden_act, config.initializer_range, dtype="float32",
+                name="generator_baseline")
         # Two-stage training's current stage (1: the generator alone, 2: the discriminator); None: one stage.
         self.stage = None
-        self._metrics = _PretrainingMetrics(self.electra, self.samples and not self.electra)
+        self._metrics = _PretrainingMetrics(self.electra, self.samples and not self.electra,
+                                            adversarial=self.baseline_head is not None)
         self.guard = optimization.UpdateGuard.for_global_policy(name="update_guard")
 
     @property
@@ -109,9 +116,10 @@ class ElectraPretrainer(modeling.FeaturesModel):
         Returns:
           dict of per-batch tensors: `masked` (from `masking.mask_inputs`),
           `mlm_logits` [batch, N, vocab] (the generator's, or the MLM
-          baseline's), and for the objectives that sample `fake_ids` and
-          `labels` [batch, length], then ELECTRA's `disc_logits` [batch,
-          length], Replace MLM's `disc_mlm_logits` [batch, N, vocab], or
+          baseline's), and for the objectives that sample `sampled_ids`
+          [batch, N], `fake_ids` and `labels` [batch, length], then ELECTRA's
+          `disc_logits` [batch, length] (and adversarial ELECTRA's `baseline`
+          [batch, N]), Replace MLM's `disc_mlm_logits` [batch, N, vocab], or
           All-Tokens MLM's `disc_mlm_logits` [batch, length, vocab] and
           `copy_logits` [batch, length].
         """
@@ -128,13 +136,17 @@ class ElectraPretrainer(modeling.FeaturesModel):
             hidden = mlm_encoder(masked["input_ids"], segment_ids, input_mask,
                                  training=training and self.stage != 2)
             outputs["mlm_logits"] = self.generator_head(hidden, mask_positions=masked["positions"])
+            if self.baseline_head is not None:
+                # The baseline's loss trains its head only: the generator learns from the policy gradient alone.
+                at_masked = tf.gather(tf.stop_gradient(hidden), masked["positions"], batch_dims=1)
+                outputs["baseline"] = self.baseline_head(at_masked)
         if not self.samples or self.stage == 1:
             return outputs
         sampled = masking.gumbel_sample(outputs["mlm_logits"], seed_sample, c.temperature,
                                         masked["ids"] if c.disallow_correct else None)
         fake_ids, labels = masking.replace_tokens(input_ids, masked, sampled)
         hidden = self.discriminator(fake_ids, segment_ids, input_mask, training=training)
-        outputs.update(fake_ids=fake_ids, labels=labels)
+        outputs.update(sampled_ids=sampled, fake_ids=fake_ids, labels=labels)
         if self.electra:
             outputs["disc_logits"] = self.discriminator_head(hidden)
         elif self.copy_head is None:  # Replace MLM: the masked positions' original tokens.
@@ -178,10 +190,12 @@ class ElectraPretrainer(modeling.FeaturesModel):
     def compute_losses(self, features, outputs, denominators=None):
         """Returns (total, mlm, disc) losses of this replica's (micro-)batch.
 
-        `mlm` is the generator's (or the MLM baseline's) loss; `disc` the
-        full-size model's: the replaced-token loss (over the masked positions
-        only for `electra_15`), or for `replace_mlm` and `all_tokens_mlm` its
-        masked-LM loss.
+        `mlm` is the generator's (or the MLM baseline's) masked-LM loss; `disc`
+        the full-size model's: the replaced-token loss (over the masked
+        positions only for `electra_15`), or for `replace_mlm` and
+        `all_tokens_mlm` its masked-LM loss. With adversarial generator
+        training the total takes the generator's `adversarial_losses` in place
+        of `mlm`, which is still reported.
 
         Each is a sum over the batch's examples divided by the count over the
         GLOBAL batch (`loss_denominators`), so summing the replicas' and
@@ -198,17 +212,16 @@ class ElectraPretrainer(modeling.FeaturesModel):
             return total, mlm_loss, disc_loss
         if self.stage == 2:  # The frozen generator's loss is reported, not trained.
             total = tf.constant(0.0)
+        if self.baseline_head is not None:
+            policy_loss, baseline_loss = self.adversarial_losses(outputs, num_predictions)
+            total = c.gen_weight * policy_loss + baseline_loss
         if c.objective == "electra":
             mask = tf.cast(features["input_mask"], tf.float32)
             bce = tf.nn.sigmoid_cross_entropy_with_logits(
                 tf.cast(outputs["labels"], tf.float32), outputs["disc_logits"])
             disc_loss = tf.reduce_sum(bce * mask) / num_tokens
         elif c.objective == "electra_15":  # Only the masked positions count.
-            at = masked["positions"]
-            bce = tf.nn.sigmoid_cross_entropy_with_logits(
-                tf.cast(tf.gather(outputs["labels"], at, batch_dims=1), tf.float32),
-                tf.gather(outputs["disc_logits"], at, batch_dims=1))
-            disc_loss = tf.reduce_sum(bce * masked["weights"]) / num_predictions
+            disc_loss = tf.reduce_sum(masked_replaced_token_loss(outputs) * masked["weights"]) / num_predictions
         elif c.objective == "replace_mlm":
             ce = keras.losses.sparse_categorical_crossentropy(masked["ids"], outputs["disc_mlm_logits"],
                                                               from_logits=True)
@@ -223,6 +236,29 @@ class ElectraPretrainer(modeling.FeaturesModel):
             # A cross-entropy like the generator's: weight 1 (disc_weight scales the binary loss only).
             total += disc_loss
         return total, mlm_loss, disc_loss
+
+    def adversarial_losses(self, outputs, num_predictions):
+        """(policy, baseline) losses of adversarial ELECTRA's generator, summed over the masked positions.
+
+        REINFORCE: the reward of a sample is the discriminator's loss at its
+        position (`masked_replaced_token_loss`), which the generator is to
+        raise; the policy loss is `-(reward - baseline) * log p_G(sample)`,
+        with `p_G` the distribution the sample was drawn from
+        (`masking.sampling_logits`). Reward and baseline enter it as
+        constants, so it trains the generator alone, neither the discriminator
+        nor the baseline. The baseline's loss is its squared error against
+        the reward. Both are divided by `num_predictions`, the global batch's
+        masked positions.
+        """
+        c, masked = self.config, outputs["masked"]
+        reward = tf.stop_gradient(masked_replaced_token_loss(outputs))
+        logits = masking.sampling_logits(outputs["mlm_logits"], c.temperature,
+                                         masked["ids"] if c.disallow_correct else None)
+        log_p = tf.gather(tf.nn.log_softmax(logits), outputs["sampled_ids"], batch_dims=2)
+        advantage = reward - tf.stop_gradient(outputs["baseline"])
+        policy_loss = -tf.reduce_sum(advantage * log_p * masked["weights"]) / num_predictions
+        baseline_loss = tf.reduce_sum(tf.square(outputs["baseline"] - reward) * masked["weights"]) / num_predictions
+        return policy_loss, baseline_loss
 
     def set_stage(self, stage):
         """Makes two-stage training's `stage` (1: the generator alone; 2: the discriminator, generator frozen) current.
@@ -390,6 +426,14 @@ def copy_mixture_log_likelihood(logits, copy_logits, target_ids, input_ids):
     return tf.where(tf.equal(target_ids, input_ids), with_copy, from_softmax)
 
 
+def masked_replaced_token_loss(outputs):
+    """The discriminator's binary cross-entropy [batch, N] at the masked positions (`outputs` of `call`)."""
+    at = outputs["masked"]["positions"]
+    return tf.nn.sigmoid_cross_entropy_with_logits(
+        tf.cast(tf.gather(outputs["labels"], at, batch_dims=1), tf.float32),
+        tf.gather(outputs["disc_logits"], at, batch_dims=1))
+
+
 def _global_sum(x):
     """Sum of `x` over all replicas (the global batch), kept away from zero."""
     local = tf.reduce_sum(x)
@@ -402,7 +446,7 @@ def _global_sum(x):
 class _PretrainingMetrics:
     """The running metrics of pre-training, updated from one step's outputs."""
 
-    def __init__(self, electra, disc_mlm=False):
+    def __init__(self, electra, disc_mlm=False, adversarial=False):
         self.electra = electra
         self.loss = keras.metrics.Mean(name="loss")
         self.mlm_loss = keras.metrics.Mean(name="mlm_loss")
@@ -418,6 +462,9 @@ class _PretrainingMetrics:
             self.replaced_fraction = keras.metrics.Mean(name="replaced_fraction")
             self.disc = [self.disc_loss, self.disc_accuracy, self.disc_precision, self.disc_recall,
                          self.disc_auc, self.replaced_fraction]
+        if adversarial:  # The generator's mean reward: the discriminator's loss at the masked positions.
+            self.reward = keras.metrics.Mean(name="reward")
+            self.disc.append(self.reward)
         if disc_mlm:  # Replace MLM and All-Tokens MLM: the full-size model's masked-LM loss.
             self.disc_mlm_loss = keras.metrics.Mean(name="disc_mlm_loss")
             self.disc = [self.disc_mlm_loss]
@@ -443,3 +490,5 @@ class _PretrainingMetrics:
             for metric in (self.disc_accuracy, self.disc_precision, self.disc_recall, self.disc_auc):
                 metric.update_state(labels, probs, sample_weight=mask)
             self.replaced_fraction.update_state(tf.cast(labels, tf.float32), sample_weight=mask)
+        if "baseline" in outputs:  # A mean over the masked positions of every part, so no `share` scaling.
+            self.reward.update_state(masked_replaced_token_loss(outputs), sample_weight=masked["weights"])

@@ -27,7 +27,7 @@ from electra_tf import records
 # user reads during a run. Everything else the loop logs (FLOPs, loss scale, precision, ...)
 # goes to TensorBoard and the summary only, so that the bar's line fits a terminal.
 PROGRESS = {"loss": "loss", "mlm_loss": "mlm", "gen_accuracy": "gen_acc", "disc_loss": "disc", "disc_auc": "auc",
-            "accuracy": "acc", "learning_rate": "lr", "tokens_per_second": "tok/s"}
+            "reward": "reward", "accuracy": "acc", "learning_rate": "lr", "tokens_per_second": "tok/s"}
 
 
 class Trainer:

@@ -67,6 +67,9 @@ FULL_HEAD = 264 + 104 + 1700 + 500
     ({"objective": "all_tokens_mlm"}, GEN + GEN_HEAD + DISC + 10 * (FULL_HEAD + 689)),  # Every position, + copy.
     # The full-size generator is the discriminator's encoder, under its masked-LM head.
     ({"weight_sharing": "all", "generator_hidden_size": 1.0}, DISC + FULL_HEAD + DISC + DISC_HEAD),
+    # Adversarial ELECTRA's baseline at the masked position, a discriminator head of the generator's width (h=8):
+    # 2*8*8 + 8 + 8*8 + 2*8 + 1 = 217.
+    ({"generator_training": "adversarial"}, GEN + GEN_HEAD + 1 * 217 + DISC + DISC_HEAD),
 ])
 def test_each_variant_counts_what_it_runs(overrides, forward):
     assert flops.flops_per_step(_config(**overrides)) == 3 * 4 * forward

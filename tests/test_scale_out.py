@@ -57,19 +57,26 @@ def test_two_replicas_micro_batches_and_xla_all_equal_one_plain_step(demo_data_d
     _assert_same(reference, xla)
 
 
-def test_a_variant_steps_the_same_on_two_replicas_and_in_micro_batches(demo_data_dir, mirrored_strategy):
-    # All-Tokens MLM with an untied generator: other heads, other variables, a loss over every token. A 1,000-token
-    # vocabulary (ids above it folded into its upper half, clear of the special ids) keeps its every-position
-    # softmax cheap.
-    config = ElectraConfig.from_size("tiny", dict(EXACT, objective="all_tokens_mlm", weight_sharing="none",
-                                                  vocab_size=1000))
+@pytest.mark.parametrize("variant", [
+    # All-Tokens MLM with an untied generator: other heads, other variables, a loss over every token.
+    {"objective": "all_tokens_mlm", "weight_sharing": "none"},
+    # Adversarial ELECTRA: a policy loss and a baseline over the masked positions, a mean reward as a metric.
+    {"generator_training": "adversarial"},
+])
+def test_a_variant_steps_the_same_on_two_replicas_and_in_micro_batches(variant, demo_data_dir, mirrored_strategy):
+    # A 1,000-token vocabulary (ids above it folded into its upper half, clear of the special ids) keeps the
+    # softmaxes cheap.
+    config = ElectraConfig.from_size("tiny", dict(EXACT, vocab_size=1000, **variant))
     batch = dict(_global_batch(demo_data_dir))
     batch["input_ids"] = tf.where(batch["input_ids"] < 1000, batch["input_ids"], 999 - batch["input_ids"] % 500)
-    _, reference = _one_step(config, batch)
-    _, two_replicas = _one_step(config, batch, strategy=mirrored_strategy)
+    reference_model, reference = _one_step(config, batch)
+    replicas_model, two_replicas = _one_step(config, batch, strategy=mirrored_strategy)
     _assert_same(reference, two_replicas)
-    _, accumulated = _one_step(config.replace(gradient_accumulation_steps=2), batch)
+    accumulated_model, accumulated = _one_step(config.replace(gradient_accumulation_steps=2), batch)
     _assert_same(reference, accumulated)
+    for model in (replicas_model, accumulated_model):  # The metrics too, the mean reward included.
+        for metric, expected in zip(model.metrics, reference_model.metrics):
+            assert float(metric.result()) == pytest.approx(float(expected.result()), rel=1e-4), metric.name
 
 
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])

@@ -295,22 +295,32 @@ def test_two_stage_trains_the_generator_alone_then_the_discriminator_from_it_wit
     assert _same(_values([resumed.discriminator_head]), initial["disc"][-4:])
 
 
-def test_all_tokens_mlm_trains_in_mixed_float16():
-    # One eager step: the float16 encoders feed float32 masked-LM and copy heads, and the loss scale holds.
+def _mixed_float16_step(**overrides):
+    """(model, logs, outputs, moved) of one eager step in mixed_float16 of the tiny model: its logs, its outputs
+    after the step and the ids of the variables the step changed."""
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
-        model = _model(objective="all_tokens_mlm", weight_sharing="none")
+        model = _model(**overrides)
         model.compile(optimizer=optimization.create_optimizer(model.config))
         model.optimizer.build(model.trainable_variables)
+        before = [v.numpy() for v in model.trainable_variables]
         logs = model.train_step(_batch())
         outputs = model(_batch(), training=False)
     finally:
         keras.mixed_precision.set_global_policy("float32")
     assert model.discriminator.compute_dtype == "float16" and model.generator.compute_dtype == "float16"
-    assert all(np.isfinite(float(v)) for v in logs.values()) and "disc_mlm_loss" in logs
-    assert outputs["disc_mlm_logits"].dtype == tf.float32 and outputs["copy_logits"].dtype == tf.float32
+    assert all(np.isfinite(float(v)) for v in logs.values())
     assert int(model.optimizer.iterations) == 1
     assert all(np.isfinite(v.numpy()).all() for v in model.trainable_variables)
+    moved = {id(v) for v, old in zip(model.trainable_variables, before) if not np.array_equal(v.numpy(), old)}
+    return model, logs, outputs, moved
+
+
+def test_all_tokens_mlm_trains_in_mixed_float16():
+    # The float16 encoders feed float32 masked-LM and copy heads, and the loss scale holds.
+    _, logs, outputs, _ = _mixed_float16_step(objective="all_tokens_mlm", weight_sharing="none")
+    assert "disc_mlm_loss" in logs
+    assert outputs["disc_mlm_logits"].dtype == tf.float32 and outputs["copy_logits"].dtype == tf.float32
 
 
 def test_variants_refuse_what_they_do_not_build():
@@ -329,7 +339,8 @@ UNIGRAM = np.full(VOCAB, 1.0 / VOCAB)
 RESUMED = {"electra_15": {"objective": "electra_15"}, "replace_mlm": {"objective": "replace_mlm"},
            "all_tokens_mlm": {"objective": "all_tokens_mlm"}, "untied": {"weight_sharing": "none"},
            "all_shared": {"weight_sharing": "all", "generator_hidden_size": 1.0},
-           "uniform": {"generator_kind": "uniform"}, "unigram": {"generator_kind": "unigram"}}
+           "uniform": {"generator_kind": "uniform"}, "unigram": {"generator_kind": "unigram"},
+           "adversarial": {"generator_training": "adversarial"}}
 
 
 @pytest.mark.parametrize("variant", sorted(RESUMED))
@@ -352,3 +363,92 @@ def test_every_variant_resumes_exactly(variant, tmp_path):
     resumed = run(tmp_path / "resumed", 4)
     assert int(resumed.optimizer.iterations) == 4 and len(resumed.weights) == len(straight)
     assert _same([v.numpy() for v in resumed.weights], straight) and not _same(halfway, straight)
+
+
+def _sampling_log_softmax(logits, original_ids, temperature, disallow_correct):
+    """log p_G of the distribution the samples are drawn from: at the temperature, the original excluded or not."""
+    logits = _np(logits).astype(np.float64) / temperature
+    if disallow_correct:
+        logits = logits - 1000.0 * np.eye(VOCAB)[_np(original_ids)]
+    return _log_softmax(logits)
+
+
+@pytest.mark.parametrize("sampling", [{}, {"temperature": 2.0, "disallow_correct": True}])
+def test_adversarial_electra_trains_the_generator_by_reinforce_on_the_discriminator_loss(sampling):
+    model = _model(generator_training="adversarial", **sampling)
+    features = _batch()
+    with tf.GradientTape(persistent=True) as tape:
+        outputs = model(features, training=False)
+        total, mlm_loss, disc_loss = model.compute_losses(features, outputs)
+        num_predictions = model.loss_denominators(features)[0]
+        policy_loss, baseline_loss = model.adversarial_losses(outputs, num_predictions)
+    masked = outputs["masked"]
+    at, weights = _np(masked["positions"]), _np(masked["weights"])
+    # The reward of a sample: the discriminator's loss at its position, -log P(original) where it replaced the
+    # original, -log P(replaced) where it happens to equal it.
+    labels = np.take_along_axis(_np(outputs["labels"]), at, -1)
+    reward = _bce(labels, np.take_along_axis(_np(outputs["disc_logits"]), at, -1))
+    sampled = _np(outputs["sampled_ids"])
+    assert np.array_equal(sampled[weights > 0], np.take_along_axis(_np(outputs["fake_ids"]), at, -1)[weights > 0])
+    log_p = np.take_along_axis(_sampling_log_softmax(outputs["mlm_logits"], masked["ids"], model.config.temperature,
+                                                     model.config.disallow_correct), sampled[..., None], -1)[..., 0]
+    # The baseline reads the generator's state at the masked position.
+    hidden = model.generator(masked["input_ids"], features["segment_ids"], features["input_mask"])
+    baseline = _np(model.baseline_head(tf.gather(hidden, masked["positions"], batch_dims=1))).astype(np.float64)
+    np.testing.assert_allclose(_np(outputs["baseline"]), baseline, atol=1e-5)
+    count = weights.sum() + 1e-6
+    expected_policy = -((reward - baseline) * log_p * weights).sum() / count
+    expected_baseline = ((baseline - reward) ** 2 * weights).sum() / count
+    assert float(policy_loss) == pytest.approx(expected_policy, rel=1e-4, abs=1e-6)
+    assert float(baseline_loss) == pytest.approx(expected_baseline, rel=1e-4)
+    # The discriminator's loss is ELECTRA's; the generator's masked-LM loss is reported, not trained.
+    input_mask = _np(features["input_mask"])
+    expected_disc = (_bce(_np(outputs["labels"]), _np(outputs["disc_logits"])) * input_mask).sum() / input_mask.sum()
+    assert float(disc_loss) == pytest.approx(expected_disc, rel=1e-5)
+    assert float(mlm_loss) == pytest.approx(_mlm_loss(outputs["mlm_logits"], masked["ids"], weights), rel=1e-5)
+    assert float(total) == pytest.approx(expected_policy + expected_baseline + 50.0 * expected_disc, rel=1e-5)
+
+    # The policy loss trains the generator (and the embeddings it shares), never the discriminator or the
+    # baseline; the baseline's loss trains the baseline head alone.
+    embedding_block = {id(v) for v in model.embeddings.weights}
+    disc_only = [v for v in model.discriminator.trainable_variables + model.discriminator_head.trainable_variables
+                 if id(v) not in embedding_block]
+    gen_side = model.generator.trainable_variables + model.generator_head.trainable_variables
+    baseline_head = model.baseline_head.trainable_variables
+    assert all(g is None for g in tape.gradient(policy_loss, disc_only + baseline_head))
+    assert all(g is not None for g in tape.gradient(policy_loss, gen_side))
+    assert all(g is None for g in tape.gradient(baseline_loss, disc_only + gen_side))
+    assert all(g is not None for g in tape.gradient(baseline_loss, baseline_head))
+
+    # The mean reward is a metric; the baseline head is checkpointed under its own name.
+    model._metrics.update(features, outputs, total, mlm_loss, disc_loss, share=1)
+    assert float(model._metrics.reward.result()) == pytest.approx((reward * weights).sum() / weights.sum(), rel=1e-5)
+    names = checkpoint_interop.variable_names(model)
+    assert sorted(n for n in names if n.startswith("generator_baseline/")) == [
+        "generator_baseline/dense/bias", "generator_baseline/dense/kernel",
+        "generator_baseline/dense_1/bias", "generator_baseline/dense_1/kernel"]
+    assert len(names) == len({id(v) for v in model.trainable_variables})
+
+
+def test_adversarial_electra_trains_in_mixed_float16():
+    # The float16 generator feeds a float32 baseline head; the policy gradient moves the generator.
+    model, logs, outputs, moved = _mixed_float16_step(generator_training="adversarial")
+    trained = model.generator.trainable_variables + model.baseline_head.trainable_variables
+    assert {id(v) for v in trained} <= moved
+    assert "reward" in logs and logs["reward"] > 0
+    assert outputs["baseline"].dtype == tf.float32 and outputs["mlm_logits"].dtype == tf.float32
+
+
+def test_adversarial_config_rules():
+    for change, values in (({"objective": "mlm"}, "objective='mlm', generator_kind='mlm'"),
+                           ({"objective": "replace_mlm"}, "objective='replace_mlm'"),
+                           ({"generator_kind": "uniform"}, "generator_kind='uniform'"),
+                           ({"two_stage_generator_steps": 2, "num_train_steps": 4, "generator_hidden_size": 1.0,
+                             "weight_sharing": "none", "embedding_size": 32}, "two_stage_generator_steps=2")):
+        with pytest.raises(ValueError, match=r"generator_training='adversarial' trains a masked-LM generator to fool "
+                                             r"the discriminator, so it needs objective in \('electra', 'electra_15'\), "
+                                             r"generator_kind='mlm' and two_stage_generator_steps=0; got .*" + values):
+            ElectraConfig.from_size("tiny", {**TINY, "generator_training": "adversarial", **change})
+    with pytest.raises(ValueError, match=r"generator_training must be one of \('mle', 'adversarial'\), got 'gan'"):
+        ElectraConfig.from_size("tiny", {**TINY, "generator_training": "gan"})
+    ElectraConfig.from_size("tiny", {**TINY, "generator_training": "adversarial", "objective": "electra_15"})

@@ -143,7 +143,7 @@ def main(argv):
     # Convert what the source has: an HF discriminator has no generator, an
     # ElectraModel or BERT no discriminator head. Within a part, all must match.
     names = interop.variable_names(pretrainer)
-    for part in ("generator/", "generator_predictions/", "discriminator_predictions/"):
+    for part in ("generator/", "generator_predictions/", "discriminator_predictions/", "generator_baseline/"):
         if not any(n.startswith(part) for n in arrays):
             names = {n: v for n, v in names.items() if not n.startswith(part)}
     interop.assign(names, arrays)
@@ -171,7 +171,8 @@ def main(argv):
             # ElectraForMaskedLM holds a generator that shares only the embedding block.
             left_out.append(f"the generator (weight_sharing={config.weight_sharing!r})")
         elif "generator" in parts:
-            gen = {n: v for n, v in names.items() if n.startswith(("generator", "electra/embeddings/"))}
+            gen = {n: v for n, v in names.items()
+                   if n.startswith(("generator/", "generator_predictions/", "electra/embeddings/"))}
             interop.write_hf(gen, config, vocab, os.path.join(FLAGS.output_dir, "generator"), generator=True)
         if left_out:
             print(f"not written to Hugging Face's layout, which has no place for them (use --output_format=native "
