@@ -17,9 +17,9 @@
     # Without pre-training runs: random init against the demo's encoder and MiniLM-L6 as shipped, on WSJ POS.
     python benchmarks/electra_vs_mlm.py --work_dir=runs/wsj --objectives= --tasks=wsj_pos \
         --extra_inits=demo=runs/pretrain_tiny_electra,minilm=minilm
-    # The paper's Table 5 and weight-sharing ablations at one budget (the names of VARIANTS, or your own):
-    python benchmarks/electra_vs_mlm.py --work_dir=runs/table5 \
-        --objectives=electra,mlm,electra_15,replace_mlm,all_tokens_mlm,untied,all_shared,uniform,unigram
+    # Every variant of docs/pretraining_variants.md at one budget (names from variants(), or your own):
+    python benchmarks/electra_vs_mlm.py --work_dir=runs/variants --electra_steps=600 --objectives=electra,mlm,\
+electra_15,replace_mlm,all_tokens_mlm,untied,all_shared,uniform,unigram,two_stage,adversarial,electric
     python benchmarks/electra_vs_mlm.py --work_dir=runs/gen --objectives=electra,half \
         --variant='half={"generator_hidden_size": 0.5}'
 
@@ -58,8 +58,8 @@ flags.DEFINE_list("pretraining_flags", [], "Extra run_pretraining.py flags for b
 flags.DEFINE_list("finetuning_flags", [], "Extra run_finetuning.py flags for every fine-tuning run.")
 flags.DEFINE_list("tasks", None, "Fine-tuning tasks (default: all of TASKS).")
 flags.DEFINE_list("objectives", ["electra", "mlm"], "Pre-training runs to compare, at the FLOPs of --electra_steps "
-                  "of ELECTRA: names of VARIANTS (the objectives, untied, all_shared, uniform, unigram, two_stage, "
-                  "adversarial) or of --variant (empty: none, only random init and --extra_inits).")
+                  "of ELECTRA: names of variants() (the objectives, untied, all_shared, uniform, unigram, "
+                  "two_stage, adversarial) or of --variant (empty: none, only random init and --extra_inits).")
 flags.DEFINE_multi_string("variant", [], "NAME=JSON: a run named NAME (for --objectives) with these config "
                           "overrides, e.g. 'half={\"generator_hidden_size\": 0.5}'.")
 flags.DEFINE_list("extra_inits", [], "name=path starting points fine-tuned beside the others (an electra_tf, "
