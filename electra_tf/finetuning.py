@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from electra_tf import checkpoint_interop
+from electra_tf import electric
 from electra_tf import hf_heads
 from electra_tf import input_order
 from electra_tf import modeling
@@ -325,8 +326,11 @@ def layerwise_multipliers(model, authors_off_by_one=False):
     return [(names[name], multiplier) for name, multiplier in by_name.items()]
 
 
-# Pre-training parts (and other tasks' heads) a fine-tuning model has no use for.
-_PRETRAINING_ONLY = ("generator/", "generator_predictions/", "discriminator_predictions/", "task_specific/")
+# Pre-training parts (and other tasks' heads) a fine-tuning model has no use for: the generator (an untied one's
+# embeddings, adversarial ELECTRA's baseline, Electric's towers) and every variant's pre-training heads.
+_PRETRAINING_ONLY = ("generator/", "generator_predictions/", "generator_baseline/", *electric.GENERATOR_PREFIXES,
+                     "discriminator_predictions/", "discriminator_mlm_predictions/", "copy_predictions/",
+                     "task_specific/")
 
 
 def load_pretrained(model, path, labels=None):

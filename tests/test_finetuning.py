@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import make_pretrainer, run_script, script_errors
-from electra_tf import checkpoint_interop, finetuning, optimization, task_data, tasks, training
+from conftest import SPECIAL_IDS, make_pretrainer, run_script, script_errors
+from electra_tf import checkpoint_interop, electric, finetuning, optimization, task_data, tasks, training
 from electra_tf.config import ElectraConfig
 
 TINY = dict(max_seq_length=32, num_hidden_layers=3)
@@ -290,3 +290,23 @@ def test_two_fine_tuning_steps_equal_on_one_device_two_replicas_and_xla(mirrored
     assert not np.allclose(heads[0], _classifier(config).head.kernel.numpy())  # It trained.
     np.testing.assert_allclose(heads[1], heads[0], atol=2e-5)
     np.testing.assert_allclose(heads[2], heads[0], atol=2e-5)
+
+
+@pytest.mark.parametrize("variant", [{"objective": "replace_mlm"}, {"objective": "all_tokens_mlm"},
+                                     {"generator_training": "adversarial"}, {"weight_sharing": "none"},
+                                     {"objective": "electric", "generator_kind": "two_tower"}])
+def test_every_pretraining_variant_gives_its_encoder_to_fine_tuning(variant, tmp_path, vocab_file):
+    config = ElectraConfig.from_size("tiny", dict(TINY, **variant))
+    if config.objective == "electric":
+        keras.utils.set_random_seed(7)
+        pretrainer = electric.ElectricPretrainer(config, SPECIAL_IDS)
+        pretrainer.build_variables()
+    else:
+        pretrainer = make_pretrainer(config.replace(seed=7))
+    model_dir = str(tmp_path / "pretrained")
+    checkpoint_interop.write_native(model_dir, config, vocab_file, checkpoint_interop.variable_names(pretrainer))
+    model = _classifier(config)
+    assert finetuning.load_pretrained(model, model_dir) == "native"
+    source = checkpoint_interop.model_arrays(checkpoint_interop.encoder_names(pretrainer.discriminator, "electra"))
+    loaded = checkpoint_interop.model_arrays(checkpoint_interop.encoder_names(model.encoder, "electra"))
+    assert source.keys() == loaded.keys() and all(np.array_equal(source[n], loaded[n]) for n in source)
