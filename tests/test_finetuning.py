@@ -62,19 +62,20 @@ def test_optimizer_equals_keras_adamw_with_each_variables_scaled_rate():
     assert not np.allclose(ours[0].numpy(), init[0]) and optimizer.lr_multiplier(ours[1]) == 0.25
 
 
-def test_encoder_loads_from_a_pretraining_model_dir_and_bad_shapes_are_errors(tmp_path, vocab_file):
-    config = ElectraConfig.from_size("tiny", TINY)
-    pretrainer = make_pretrainer(config.replace(seed=7))
-    model_dir = str(tmp_path / "pretrained")
+def _assert_encoder_loads(pretrainer, config, model_dir, vocab_file):
+    """Writes `pretrainer` as a model dir; a classifier loads exactly its discriminator's encoder from it."""
     checkpoint_interop.write_native(model_dir, config, vocab_file, checkpoint_interop.variable_names(pretrainer))
-
     model = _classifier(config)
     assert finetuning.load_pretrained(model, model_dir) == "native"
     source = checkpoint_interop.model_arrays(checkpoint_interop.encoder_names(pretrainer.discriminator, "electra"))
     loaded = checkpoint_interop.model_arrays(checkpoint_interop.encoder_names(model.encoder, "electra"))
-    assert source.keys() == loaded.keys()
-    for name in source:
-        np.testing.assert_array_equal(source[name], loaded[name])
+    assert source.keys() == loaded.keys() and all(np.array_equal(source[n], loaded[n]) for n in source)
+
+
+def test_encoder_loads_from_a_pretraining_model_dir_and_bad_shapes_are_errors(tmp_path, vocab_file):
+    config = ElectraConfig.from_size("tiny", TINY)
+    model_dir = str(tmp_path / "pretrained")
+    _assert_encoder_loads(make_pretrainer(config.replace(seed=7)), config, model_dir, vocab_file)
 
     wider = _classifier(ElectraConfig.from_size("tiny", dict(TINY, intermediate_size=256)))
     with pytest.raises(ValueError, match=r"does not fit --model_size/--hparams: .*intermediate/dense/kernel: "
@@ -303,10 +304,4 @@ def test_every_pretraining_variant_gives_its_encoder_to_fine_tuning(variant, tmp
         pretrainer.build_variables()
     else:
         pretrainer = make_pretrainer(config.replace(seed=7))
-    model_dir = str(tmp_path / "pretrained")
-    checkpoint_interop.write_native(model_dir, config, vocab_file, checkpoint_interop.variable_names(pretrainer))
-    model = _classifier(config)
-    assert finetuning.load_pretrained(model, model_dir) == "native"
-    source = checkpoint_interop.model_arrays(checkpoint_interop.encoder_names(pretrainer.discriminator, "electra"))
-    loaded = checkpoint_interop.model_arrays(checkpoint_interop.encoder_names(model.encoder, "electra"))
-    assert source.keys() == loaded.keys() and all(np.array_equal(source[n], loaded[n]) for n in source)
+    _assert_encoder_loads(pretrainer, config, str(tmp_path / "pretrained"), vocab_file)
