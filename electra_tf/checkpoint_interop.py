@@ -97,6 +97,11 @@ def head_names(head, prefix):
     return names
 
 
+# Checkpoint name prefixes of an ELECTRA generator's parts (an untied one's embeddings, its masked-LM head,
+# adversarial ELECTRA's baseline), which a discriminator or a fine-tuned model leaves out.
+GENERATOR_PREFIXES = ("generator/", "generator_predictions/", "generator_baseline/")
+
+
 def variable_names(pretrainer):
     """{authors' name: variable} of everything an `ElectraPretrainer` (or `electric.ElectricPretrainer`) holds.
 

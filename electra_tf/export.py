@@ -266,8 +266,7 @@ def load_serving_module(model_dir, kind, max_seq_length=None):
         model.build_variables()
         names = checkpoint_interop.encoder_names(model.encoder, "electra")
         names.update(checkpoint_interop.head_names(model.head, "discriminator_predictions"))
-        ignore = electric.GENERATOR_PREFIXES if kind == "electric_scorer" else (
-            "generator/", "generator_predictions/", "generator_baseline/")
+        ignore = electric.GENERATOR_PREFIXES if kind == "electric_scorer" else checkpoint_interop.GENERATOR_PREFIXES
     elif kind == "squad":
         task = tasks.read_task_file(model_dir)
         if task.get("kind") != "squad":

@@ -328,7 +328,7 @@ def layerwise_multipliers(model, authors_off_by_one=False):
 
 # Pre-training parts (and other tasks' heads) a fine-tuning model has no use for: the generator (an untied one's
 # embeddings, adversarial ELECTRA's baseline, Electric's towers) and every variant's pre-training heads.
-_PRETRAINING_ONLY = ("generator/", "generator_predictions/", "generator_baseline/", *electric.GENERATOR_PREFIXES,
+_PRETRAINING_ONLY = (*checkpoint_interop.GENERATOR_PREFIXES, *electric.GENERATOR_PREFIXES,
                      "discriminator_predictions/", "discriminator_mlm_predictions/", "copy_predictions/",
                      "task_specific/")
 

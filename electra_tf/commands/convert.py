@@ -143,7 +143,7 @@ def main(argv):
     # Convert what the source has: an HF discriminator has no generator, an
     # ElectraModel or BERT no discriminator head. Within a part, all must match.
     names = interop.variable_names(pretrainer)
-    for part in ("generator/", "generator_predictions/", "discriminator_predictions/", "generator_baseline/"):
+    for part in (*interop.GENERATOR_PREFIXES, "discriminator_predictions/"):
         if not any(n.startswith(part) for n in arrays):
             names = {n: v for n, v in names.items() if not n.startswith(part)}
     interop.assign(names, arrays)
